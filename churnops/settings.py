@@ -83,6 +83,10 @@ def environment(paths: StatePaths) -> dict[str, str]:
         **TELEMETRY_OFF,
         "CHURNOPS_HOME": str(paths.home),
         "ZENML_CONFIG_PATH": str(paths.zenml_config),
+        # The ZenML repository (.zen, which pins the active stack of one store) lives in the
+        # state folder, so two homes never fight over it; the code stays the source root.
+        "ZENML_REPOSITORY_PATH": str(paths.home),
+        "ZENML_CUSTOM_SOURCE_ROOT": str(PROJECT_ROOT),
         "BENTOML_HOME": str(paths.bentoml_home),
         "MLFLOW_TRACKING_URI": paths.mlflow_tracking_uri,
         # MLflow's sqlite store puts artifacts in ./mlruns of the working directory

@@ -1,0 +1,31 @@
+"""Make the ZenML repository and a usable stack exist before anything runs."""
+
+from __future__ import annotations
+
+from churnops.settings import StatePaths
+
+DEFAULT_STACK = "local"
+
+
+def ensure_repository(paths: StatePaths) -> None:
+    """``zenml init`` inside the state folder, once."""
+    from zenml.client import Client
+
+    if not (paths.home / ".zen").is_dir():
+        Client.initialize(root=paths.home)
+
+
+def ensure_stack(paths: StatePaths, stack: str | None = None) -> str:
+    """Register and activate ``stack``; with none given, keep the active churnops stack
+    or fall back to the local default when ZenML's bare ``default`` stack is active."""
+    from zenml.client import Client
+
+    from churnops.stacks import load_stack_spec, register_stack
+
+    ensure_repository(paths)
+    if stack is None:
+        active = Client().active_stack_model
+        if active.name != "default":
+            return active.name
+        stack = DEFAULT_STACK
+    return register_stack(load_stack_spec(stack))
