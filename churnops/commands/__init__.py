@@ -1,0 +1,39 @@
+"""What each ``run.py`` action does. One module per action; imported lazily."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+
+from churnops.settings import StatePaths
+
+
+class UserError(Exception):
+    """Something the user can fix; shown as a one-line error without a traceback."""
+
+
+def run_pipeline(name: str, args: argparse.Namespace, paths: StatePaths) -> int:
+    from churnops.bootstrap import ensure_stack
+
+    stack = ensure_stack(paths, args.stack)
+    if args.stack and args.pipeline is None:
+        print(f"Active stack: {stack}")
+        return 0
+    module = importlib.import_module(f"churnops.commands.{name}")
+    return int(module.run(args, paths))
+
+
+def run_models(args: argparse.Namespace, paths: StatePaths) -> int:
+    from churnops.bootstrap import ensure_stack
+
+    ensure_stack(paths, args.stack)
+    from churnops.commands import models
+
+    return models.run(args, paths)
+
+
+def run_feedback(path: Path, args: argparse.Namespace, paths: StatePaths) -> int:
+    from churnops.commands import feedback
+
+    return feedback.run(path, args, paths)

@@ -1,0 +1,134 @@
+"""churnops command line: pick a pipeline and a config, apply overrides, run.
+
+    python run.py --pipeline training [--config PATH] [--data synthetic|telco|PATH] [--rows N]
+    python run.py --pipeline deploy [--version N] [--serve | --stop]
+    python run.py --pipeline rollback [--to VERSION]
+    python run.py --pipeline monitoring [--window-hours H | --last N]
+    python run.py --pipeline simulate --requests N [--drift none|low|high] [--feedback]
+    python run.py --models | --feedback FILE | --stack NAME
+
+Run ``python run.py --help`` for every option.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+PIPELINES = ("training", "deploy", "rollback", "monitoring", "simulate")
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+def existing_file(value: str) -> Path:
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"file not found: {value}")
+    return path
+
+
+def positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return number
+
+
+def positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value}") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {value}")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="run.py", description="churnops: train, serve and monitor a churn model on ZenML.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="State lives in $CHURNOPS_HOME (default: .churnops/ in the project).",
+    )
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--pipeline", choices=PIPELINES, help="pipeline or action to run (default: training)")
+    action.add_argument("--models", action="store_true", help="list model versions with stage, metrics and Bento tag")
+    parser.add_argument("--feedback", nargs="?", const=True, metavar="FILE",
+                        help="alone: ingest a CSV of actual outcomes (columns: id, outcome); "
+                             "with --pipeline simulate and no FILE: also write outcome labels")
+
+    general = parser.add_argument_group("general")
+    general.add_argument("--config", type=existing_file, metavar="PATH",
+                         help="pipeline config YAML (default: configs/<pipeline>.yaml)")
+    general.add_argument("--stack", metavar="NAME",
+                         help="register (idempotently) and activate configs/stacks/NAME.yaml first")
+    general.add_argument("--no-cache", action="store_true", help="disable step caching for this run")
+    general.add_argument("--summary-json", type=Path, metavar="PATH", help="write the run summary as flat JSON")
+
+    training = parser.add_argument_group("training")
+    training.add_argument("--data", metavar="SOURCE",
+                          help="synthetic | telco | a dataset schema YAML | a CSV/Parquet file (with --schema)")
+    training.add_argument("--schema", type=existing_file, metavar="PATH",
+                          help="dataset schema YAML describing the table given as --data PATH")
+    training.add_argument("--rows", type=positive_int, metavar="N", help="rows of synthetic data")
+    training.add_argument("--seed", type=int, metavar="N", help="seed of synthetic data")
+    training.add_argument("--report-md", type=Path, metavar="PATH", help="write a Markdown metrics report")
+
+    deploy = parser.add_argument_group("deploy / rollback")
+    deploy.add_argument("--version", metavar="N", help="model version to deploy (default: production)")
+    deploy.add_argument("--to", metavar="VERSION", help="version to roll back to (default: the previous production)")
+    serving = deploy.add_mutually_exclusive_group()
+    serving.add_argument("--serve", action="store_true", help="start the service in the background")
+    serving.add_argument("--stop", action="store_true", help="stop the running local deployment")
+    deploy.add_argument("--host", default="127.0.0.1", help="host to serve on (default: 127.0.0.1)")
+    deploy.add_argument("--port", type=positive_int, default=3000, help="port to serve on (default: 3000)")
+
+    monitoring = parser.add_argument_group("monitoring / simulate")
+    window = monitoring.add_mutually_exclusive_group()
+    window.add_argument("--window-hours", type=positive_float, metavar="H", help="monitor the last H hours of traffic")
+    window.add_argument("--last", type=positive_int, metavar="N", help="monitor the last N predictions")
+    monitoring.add_argument("--requests", type=positive_int, metavar="N", help="requests to simulate")
+    monitoring.add_argument("--drift", choices=("none", "low", "high"), default="none", help="drift of simulated traffic")
+    monitoring.add_argument("--url", metavar="URL", help="service URL (default: the recorded local deployment)")
+    return parser
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    from churnops.settings import configure_environment
+
+    paths = configure_environment()
+    # Heavy imports only after the environment points every library at the state folder.
+    from churnops import commands
+
+    if args.models:
+        return commands.run_models(args, paths)
+    if isinstance(args.feedback, str) and args.pipeline is None:
+        return commands.run_feedback(Path(args.feedback), args, paths)
+    if args.feedback is not None and args.pipeline != "simulate":
+        raise CliError("--feedback without FILE only goes with --pipeline simulate")
+    return commands.run_pipeline(args.pipeline or "training", args, paths)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from churnops.commands import UserError
+
+    try:
+        return dispatch(args)
+    except (UserError, CliError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
