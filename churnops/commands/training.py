@@ -1,0 +1,96 @@
+"""``python run.py --pipeline training``: run the training pipeline and summarise it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from churnops.commands import UserError
+from churnops.run_config import ConfigError, default_config, load_config, with_overrides, write_resolved
+from churnops.settings import StatePaths
+from churnops.summary import format_console, format_markdown, training_summary, write_json
+
+
+def run_training(config_path: Path, paths: StatePaths, *, data: str | None = None, schema: Path | None = None,
+                 rows: int | None = None, seed: int | None = None, no_cache: bool = False) -> dict[str, Any]:
+    """Run the training pipeline with overrides; return the flat summary.
+
+    Raises ``churnops.validation.DataValidationError`` when the data fails validation.
+    """
+    try:
+        config = with_overrides(load_config(config_path), data=data, schema=schema, rows=rows, seed=seed,
+                                no_cache=no_cache)
+    except ConfigError as error:
+        raise UserError(str(error)) from error
+    resolved = write_resolved(config, "training", paths)
+
+    from pipelines.training import training_pipeline
+
+    run = training_pipeline.with_options(config_path=str(resolved))()
+    return summarise_run(run.id, paths)
+
+
+def _step_output(run: Any, step: str, name: str) -> Any:
+    outputs = run.steps[step].outputs[name]
+    return (outputs[0] if isinstance(outputs, list) else outputs).load()
+
+
+def summarise_run(run_id: Any, paths: StatePaths) -> dict[str, Any]:
+    from zenml.client import Client
+
+    client = Client()
+    run = client.get_pipeline_run(run_id)
+    decision = _step_output(run, "promote_model", "promotion_decision")
+    evaluation = _step_output(run, "evaluate_model", "evaluation_report")
+    version = client.get_model_version(decision.model_name, decision.model_version)
+    return training_summary(decision, evaluation, dict(version.run_metadata), {
+        "run_name": run.name,
+        "run_id": str(run.id),
+        "stack": client.active_stack_model.name,
+        "mlflow_tracking_uri": _mlflow_uri(client, paths),
+        "mlflow_hint": _mlflow_hint(client, paths),
+        "dashboard_hint": _dashboard_hint(client, run.id),
+    })
+
+
+def _mlflow_uri(client: Any, paths: StatePaths) -> str:
+    tracker = client.active_stack.experiment_tracker
+    return tracker.get_tracking_uri() if tracker is not None else ""
+
+
+def _mlflow_hint(client: Any, paths: StatePaths) -> str:
+    uri = _mlflow_uri(client, paths)
+    if uri.startswith("http"):
+        return uri
+    return f"make mlflow-ui, then http://127.0.0.1:5000 (backend {uri})"
+
+
+def _dashboard_hint(client: Any, run_id: Any) -> str:
+    from zenml.enums import StoreType
+
+    store = client.zen_store
+    if store.type == StoreType.REST:
+        return f"{store.url}/runs/{run_id}"
+    return "make dashboard (starts the local ZenML server; runs appear under Pipelines)"
+
+
+def run(args: argparse.Namespace, paths: StatePaths) -> int:
+    from churnops.validation import DataValidationError
+
+    config = args.config or default_config("training")
+    try:
+        summary = run_training(config, paths, data=args.data, schema=args.schema, rows=args.rows, seed=args.seed,
+                               no_cache=args.no_cache)
+    except DataValidationError as error:
+        print(f"\n{error}\n\nNothing was trained or promoted; the production model is unchanged.")
+        return 1
+    print("\n" + format_console(summary))
+    if args.summary_json:
+        write_json(summary, args.summary_json)
+        print(f"\nSummary written to {args.summary_json}")
+    if args.report_md:
+        args.report_md.parent.mkdir(parents=True, exist_ok=True)
+        args.report_md.write_text(format_markdown(summary))
+        print(f"Markdown report written to {args.report_md}")
+    return 0

@@ -1,0 +1,299 @@
+"""Reading a window of the inference log the service writes.
+
+Layout (docs/contracts.md): ``<log_dir>/date=YYYY-MM-DD/<writer>-<seq>.parquet`` with columns
+``request_id``, ``timestamp`` (UTC), ``model_name``, ``model_version``, ``customer_key``,
+``probability``, ``label`` and one column per schema feature, as sent.
+
+The reader never fails on bad records: unreadable files and rows without a usable
+``request_id``/``timestamp``/``probability`` are skipped and counted, and feature columns are
+checked against the model's dataset schema column by column.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, Field, model_validator
+
+from churnops.dataset_schema import DatasetSchema
+
+LOG_COLUMNS = ["request_id", "timestamp", "model_name", "model_version", "customer_key", "probability", "label"]
+REQUIRED_COLUMNS = ["request_id", "timestamp", "probability"]
+_PARTITION = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
+# Keep reports small: list this many skipped files by name, count the rest.
+MAX_LISTED_FILES = 20
+
+
+class WindowSpec(BaseModel):
+    """Which predictions to monitor: the last ``hours`` hours, or the last ``last`` predictions."""
+
+    hours: float | None = Field(None, gt=0)
+    last: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> WindowSpec:
+        if self.hours is not None and self.last is not None:
+            raise ValueError("a window is either the last N hours or the last N predictions, not both")
+        if self.hours is None and self.last is None:
+            raise ValueError("a window needs hours or last")
+        return self
+
+    def describe(self) -> str:
+        if self.last is not None:
+            return f"last {self.last:,} predictions"
+        return f"last {self.hours:g} h"
+
+
+class SkippedFile(BaseModel):
+    path: str
+    reason: str
+
+
+class LogReadSummary(BaseModel):
+    """What was read, what was skipped and why."""
+
+    log_dir: str
+    window: str
+    start: datetime | None = None
+    end: datetime
+    files_read: int = 0
+    files_skipped: int = 0
+    skipped_files: list[SkippedFile] = Field(default_factory=list)
+    rows_read: int = 0
+    rows_malformed: int = 0
+    malformed_by_reason: dict[str, int] = Field(default_factory=dict)
+    rows_in_window: int = 0
+    first_timestamp: datetime | None = None
+    last_timestamp: datetime | None = None
+    model_versions: dict[str, int] = Field(default_factory=dict)
+
+    def skip_file(self, path: Path, reason: str) -> None:
+        self.files_skipped += 1
+        if len(self.skipped_files) < MAX_LISTED_FILES:
+            self.skipped_files.append(SkippedFile(path=str(path), reason=reason))
+
+    def describe(self) -> str:
+        text = f"{self.rows_in_window:,} predictions in the {self.window} ({self.files_read} files read"
+        if self.files_skipped:
+            text += f", {self.files_skipped} unreadable skipped"
+        if self.rows_malformed:
+            reasons = ", ".join(f"{k}: {v:,}" for k, v in sorted(self.malformed_by_reason.items()))
+            text += f", {self.rows_malformed:,} malformed records skipped ({reasons})"
+        return text + ")"
+
+
+class ColumnIssue(BaseModel):
+    column: str
+    problem: Literal["missing", "unparseable", "unknown_categories", "not_a_feature"]
+    rows: int = 0
+    detail: str
+
+    def describe(self) -> str:
+        return f"column '{self.column}': {self.detail}"
+
+
+class SchemaCheck(BaseModel):
+    """How the logged columns compare with the dataset schema the model was trained with."""
+
+    dataset: str
+    features: list[str]
+    issues: list[ColumnIssue] = Field(default_factory=list)
+
+    @property
+    def missing_features(self) -> list[str]:
+        return [i.column for i in self.issues if i.problem == "missing"]
+
+    @property
+    def blocking_issues(self) -> list[ColumnIssue]:
+        """Issues that mean served data does not match the model (extra columns are harmless)."""
+        return [i for i in self.issues if i.problem != "not_a_feature"]
+
+
+def partition_date(folder: Path) -> date | None:
+    match = _PARTITION.match(folder.name)
+    if not match:
+        return None
+    try:
+        return date.fromisoformat(match.group(1))
+    except ValueError:
+        return None
+
+
+def list_partitions(log_dir: Path) -> list[tuple[date, list[Path]]]:
+    """Day partitions, oldest first, each with its Parquet files in name order."""
+    if not log_dir.is_dir():
+        return []
+    partitions = []
+    for folder in log_dir.iterdir():
+        day = partition_date(folder) if folder.is_dir() else None
+        if day is not None:
+            partitions.append((day, sorted(folder.glob("*.parquet"))))
+    return sorted(partitions)
+
+
+def _read_file(path: Path, summary: LogReadSummary) -> pa.Table | None:
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as error:
+        summary.skip_file(path, f"unreadable: {type(error).__name__}: {str(error)[:160]}")
+        return None
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
+    if missing:
+        summary.skip_file(path, f"missing required columns {missing}")
+        summary.rows_read += table.num_rows
+        summary.rows_malformed += table.num_rows
+        summary.malformed_by_reason["file without required columns"] = (
+            summary.malformed_by_reason.get("file without required columns", 0) + table.num_rows)
+        return None
+    summary.files_read += 1
+    summary.rows_read += table.num_rows
+    return table
+
+
+def _concat(tables: list[pa.Table]) -> pd.DataFrame:
+    if not tables:
+        return pd.DataFrame(columns=LOG_COLUMNS)
+    try:
+        return pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        # Writers disagreed on a column's type (e.g. a feature sent as text): let pandas hold both.
+        return pd.concat([t.to_pandas() for t in tables], ignore_index=True)
+
+
+def _drop_malformed(frame: pd.DataFrame, summary: LogReadSummary) -> pd.DataFrame:
+    """Normalise the log columns and drop rows without a usable id, time or probability."""
+    if frame.empty:
+        return frame
+    timestamps = frame["timestamp"]
+    if isinstance(timestamps.dtype, pd.DatetimeTZDtype):
+        timestamps = timestamps.dt.tz_convert(UTC)
+    else:
+        # Naive times are UTC by contract; text is parsed, garbage becomes NaT.
+        timestamps = pd.to_datetime(timestamps, errors="coerce", utc=True, format="mixed")
+    frame["timestamp"] = timestamps.astype("datetime64[ns, UTC]")
+    frame["probability"] = pd.to_numeric(frame["probability"], errors="coerce").astype(float)
+    request_id = frame["request_id"]
+    checks = {
+        "missing request_id": request_id.isna() | request_id.astype(str).str.strip().eq(""),
+        "missing or unparseable timestamp": frame["timestamp"].isna(),
+        "missing or out-of-range probability": ~frame["probability"].between(0.0, 1.0),
+    }
+    bad = np.zeros(len(frame), dtype=bool)
+    for reason, mask in checks.items():
+        # Count each bad row once, under its first failing rule.
+        fresh = mask.to_numpy() & ~bad
+        if fresh.any():
+            summary.malformed_by_reason[reason] = summary.malformed_by_reason.get(reason, 0) + int(fresh.sum())
+        bad |= mask.to_numpy()
+    summary.rows_malformed += int(bad.sum())
+    frame = frame.loc[~bad]
+    frame["request_id"] = frame["request_id"].astype(str)
+    for column in LOG_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = None if column != "label" else np.nan
+    return frame
+
+
+def read_window(log_dir: Path, window: WindowSpec, now: datetime | None = None) -> tuple[pd.DataFrame, LogReadSummary]:
+    """Read the predictions of ``window`` (sorted by time) and a summary of what was skipped."""
+    end = now or datetime.now(UTC)
+    start = end - timedelta(hours=window.hours) if window.hours is not None else None
+    summary = LogReadSummary(log_dir=str(log_dir), window=window.describe(), start=start, end=end)
+    partitions = list_partitions(log_dir)
+    tables: list[pa.Table] = []
+    frames: list[pd.DataFrame] = []
+    if start is not None:
+        for day, files in partitions:
+            if day >= start.date() and day <= end.date():
+                tables.extend(t for t in (_read_file(f, summary) for f in files) if t is not None)
+        frame = _drop_malformed(_concat(tables), summary)
+        frame = frame[(frame["timestamp"] > pd.Timestamp(start)) & (frame["timestamp"] <= pd.Timestamp(end))]
+    else:
+        assert window.last is not None
+        # Newest day first, until enough valid rows are in hand.
+        for _day, files in reversed(partitions):
+            day_tables = [t for t in (_read_file(f, summary) for f in files) if t is not None]
+            day_frame = _drop_malformed(_concat(day_tables), summary)
+            frames.append(day_frame[day_frame["timestamp"] <= pd.Timestamp(end)])
+            if sum(len(f) for f in frames) >= window.last:
+                break
+        frame = pd.concat(frames, ignore_index=True) if frames else _drop_malformed(_concat([]), summary)
+    frame = frame.sort_values("timestamp", kind="stable")
+    if window.last is not None:
+        frame = frame.tail(window.last)
+    frame = frame.reset_index(drop=True)
+    summary.rows_in_window = len(frame)
+    if len(frame):
+        summary.first_timestamp = frame["timestamp"].iloc[0].to_pydatetime()
+        summary.last_timestamp = frame["timestamp"].iloc[-1].to_pydatetime()
+        versions = frame["model_version"].astype(str).value_counts()
+        summary.model_versions = {str(k): int(v) for k, v in versions.items()}
+    return frame, summary
+
+
+def conform_features(frame: pd.DataFrame, schema: DatasetSchema) -> tuple[pd.DataFrame, SchemaCheck]:
+    """Type the feature columns as the schema says and report every mismatch per column.
+
+    Missing feature columns are added as all-missing (and reported); numeric values that do not
+    parse become missing (and are counted); categories the schema does not know are kept (drift
+    sees them) and counted. Columns that are neither log nor feature columns are reported.
+    """
+    check = SchemaCheck(dataset=schema.name, features=schema.feature_names)
+    out = frame.copy()
+    known = set(LOG_COLUMNS) | set(schema.feature_names) | {schema.id_column, schema.target.column}
+    for column in out.columns:
+        if column not in known:
+            check.issues.append(ColumnIssue(column=str(column), problem="not_a_feature",
+                                            detail="logged but not a feature of the model's schema (ignored)"))
+    for feature in schema.numeric:
+        name = feature.name
+        if name not in out.columns:
+            check.issues.append(ColumnIssue(column=name, problem="missing", rows=len(out),
+                                            detail="numeric feature missing from the inference log"))
+            out[name] = np.nan
+            continue
+        raw = out[name]
+        values = pd.to_numeric(raw, errors="coerce").astype(float)
+        unparseable = int((values.isna() & raw.notna()).sum())
+        if unparseable:
+            examples = sorted({str(v) for v in raw[values.isna() & raw.notna()].head(50)})[:3]
+            check.issues.append(ColumnIssue(
+                column=name, problem="unparseable", rows=unparseable,
+                detail=f"{unparseable:,} values are not numbers (e.g. {examples}); treated as missing"))
+        out[name] = values
+    for feature in schema.categorical:
+        name = feature.name
+        if name not in out.columns:
+            check.issues.append(ColumnIssue(column=name, problem="missing", rows=len(out),
+                                            detail="categorical feature missing from the inference log"))
+            out[name] = pd.Series(pd.Categorical([None] * len(out)), index=out.index)
+            continue
+        values = as_text_category(out[name])
+        counts = values.value_counts()
+        unknown = {str(k): int(v) for k, v in counts.items() if v and k not in set(feature.categories)}
+        if unknown:
+            rows = sum(unknown.values())
+            shown = ", ".join(f"'{k}' ({v:,})" for k, v in sorted(unknown.items(), key=lambda kv: -kv[1])[:5])
+            check.issues.append(ColumnIssue(
+                column=name, problem="unknown_categories", rows=rows,
+                detail=f"{rows:,} values outside the schema's categories {feature.categories}: {shown}"))
+        out[name] = values
+    return out, check
+
+
+def as_text_category(values: pd.Series) -> pd.Series:
+    """A categorical of the values as text (nulls stay null); one conversion per distinct value."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    labels = pd.Index([str(u) for u in uniques], dtype=object)
+    if labels.has_duplicates:
+        # e.g. 1 and "1" both present: merge them under one label.
+        merged, labels = pd.factorize(labels)
+        codes = np.where(codes >= 0, merged[np.maximum(codes, 0)], -1)
+    return pd.Series(pd.Categorical.from_codes(codes, categories=labels), index=values.index)

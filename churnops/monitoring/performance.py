@@ -1,0 +1,115 @@
+"""Live performance: how the served decisions fare against the outcomes that came back.
+
+Accuracy, precision, recall and F1 score the label the service returned (what customers were
+actually treated as); ROC-AUC scores the probability. Only the labelled part of the window
+counts, overall and per day, and a verdict needs a minimum number of labels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
+
+METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "roc_auc")
+
+
+class PerformanceGate(BaseModel):
+    """Minimum live figures; ``None`` takes the gate the model version passed in training."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    f1: float | None = Field(None, ge=0, le=1)
+    roc_auc: float | None = Field(None, ge=0, le=1)
+    min_labelled: int = Field(100, ge=1, description="labels needed before the gate is applied")
+
+
+class LiveMetrics(BaseModel):
+    rows: int
+    positive_rate: float
+    accuracy: float
+    precision: float
+    recall: float
+    f1: float
+    roc_auc: float | None = None
+
+
+class DailyPerformance(BaseModel):
+    day: str
+    predictions: int
+    labelled: int
+    metrics: LiveMetrics | None = None
+
+
+class LivePerformance(BaseModel):
+    window_rows: int
+    labelled_rows: int
+    matched_by_request: int
+    matched_by_customer: int
+    metrics: LiveMetrics | None = None
+    gate_f1: float
+    gate_roc_auc: float
+    min_labelled: int
+    # Test-set figures of the same model version, for comparison.
+    expected: dict[str, float] = Field(default_factory=dict)
+    daily: list[DailyPerformance] = Field(default_factory=list)
+    below_gate: bool = False
+    reasons: list[str] = Field(default_factory=list)
+    note: str = ""
+
+    @property
+    def judged(self) -> bool:
+        return self.metrics is not None and self.labelled_rows >= self.min_labelled
+
+
+def live_metrics(outcome: np.ndarray, label: np.ndarray, probability: np.ndarray) -> LiveMetrics:
+    both_classes = len(np.unique(outcome)) == 2
+    return LiveMetrics(
+        rows=len(outcome),
+        positive_rate=float(outcome.mean()) if len(outcome) else 0.0,
+        accuracy=float(accuracy_score(outcome, label)),
+        precision=float(precision_score(outcome, label, zero_division=0)),
+        recall=float(recall_score(outcome, label, zero_division=0)),
+        f1=float(f1_score(outcome, label, zero_division=0)),
+        roc_auc=float(roc_auc_score(outcome, probability)) if both_classes else None,
+    )
+
+
+def evaluate_live_performance(joined: pd.DataFrame, threshold: float, gate_f1: float, gate_roc_auc: float,
+                              min_labelled: int, expected: dict[str, float] | None = None) -> LivePerformance:
+    """Score the labelled rows of ``joined`` (predictions with ``outcome`` and ``matched_by``)."""
+    labelled = joined[joined["outcome"].notna()]
+    result = LivePerformance(
+        window_rows=len(joined), labelled_rows=len(labelled),
+        matched_by_request=int((labelled["matched_by"] == "request").sum()),
+        matched_by_customer=int((labelled["matched_by"] == "customer").sum()),
+        gate_f1=gate_f1, gate_roc_auc=gate_roc_auc, min_labelled=min_labelled, expected=expected or {},
+    )
+    if labelled.empty:
+        result.note = "no outcomes in the feedback log match this window's predictions"
+        return result
+
+    def score(rows: pd.DataFrame) -> LiveMetrics:
+        probability = rows["probability"].to_numpy(dtype=float)
+        # The label the service returned; rows logged without one fall back to the stored threshold.
+        served = pd.to_numeric(rows["label"], errors="coerce").to_numpy(dtype=float)
+        label = np.where(np.isnan(served), probability >= threshold, served).astype(int)
+        return live_metrics(rows["outcome"].to_numpy(dtype=int), label, probability)
+
+    result.metrics = score(labelled)
+    days = joined["timestamp"].dt.strftime("%Y-%m-%d")
+    for day, rows in joined.groupby(days, sort=True):
+        day_labelled = rows[rows["outcome"].notna()]
+        result.daily.append(DailyPerformance(day=str(day), predictions=len(rows), labelled=len(day_labelled),
+                                             metrics=score(day_labelled) if len(day_labelled) else None))
+    if len(labelled) < min_labelled:
+        result.note = f"only {len(labelled)} labelled predictions (< {min_labelled}): too few to judge the gate"
+        return result
+    m = result.metrics
+    if m.f1 < gate_f1:
+        result.reasons.append(f"live F1 {m.f1:.3f} < gate {gate_f1:.3f} on {len(labelled):,} labelled predictions")
+    if m.roc_auc is not None and m.roc_auc < gate_roc_auc:
+        result.reasons.append(f"live ROC-AUC {m.roc_auc:.3f} < gate {gate_roc_auc:.3f}")
+    result.below_gate = bool(result.reasons)
+    return result

@@ -1,0 +1,87 @@
+"""Pipeline configs: read the YAML, apply command-line overrides, write the resolved file."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from churnops.dataset_schema import DATASETS_DIR
+from churnops.settings import CONFIGS_DIR, StatePaths
+
+DATA_FILE_SUFFIXES = {".csv", ".parquet", ".pq"}
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used."""
+
+
+def default_config(pipeline: str) -> Path:
+    return CONFIGS_DIR / f"{pipeline}.yaml"
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from error
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path} must hold a mapping at the top level")
+    return config
+
+
+def step_parameters(config: dict[str, Any], step: str) -> dict[str, Any]:
+    """The (created if absent) parameters mapping of ``step`` in ``config``."""
+    steps = config.setdefault("steps", {})
+    return steps.setdefault(step, {}).setdefault("parameters", {})
+
+
+def apply_data_override(config: dict[str, Any], data: str, schema: Path | None) -> None:
+    """``--data``: a known dataset name, a dataset schema YAML, or a data file with ``--schema``."""
+    params = step_parameters(config, "load_dataset")
+    path = Path(data).expanduser()
+    if path.suffix.lower() in DATA_FILE_SUFFIXES:
+        if not path.is_file():
+            raise ConfigError(f"data file not found: {data}")
+        if schema is None:
+            raise ConfigError(f"--data {data} needs --schema PATH: a dataset schema YAML describing its columns "
+                              f"(see {DATASETS_DIR.relative_to(CONFIGS_DIR.parent)}/ for examples)")
+        params["dataset"], params["data_path"] = str(schema.resolve()), str(path.resolve())
+    elif path.suffix.lower() in {".yaml", ".yml"}:
+        if not path.is_file():
+            raise ConfigError(f"dataset schema not found: {data}")
+        params["dataset"], params["data_path"] = str(path.resolve()), None
+    elif (DATASETS_DIR / f"{data}.yaml").is_file():
+        params["dataset"], params["data_path"] = data, None
+    else:
+        known = ", ".join(sorted(p.stem for p in DATASETS_DIR.glob("*.yaml")))
+        raise ConfigError(f"unknown data source '{data}': use one of {known}, a schema YAML, or a CSV/Parquet file")
+
+
+def with_overrides(config: dict[str, Any], *, data: str | None = None, schema: Path | None = None,
+                   rows: int | None = None, seed: int | None = None, no_cache: bool = False) -> dict[str, Any]:
+    resolved = copy.deepcopy(config)
+    if data is not None:
+        apply_data_override(resolved, data, schema)
+    elif schema is not None:
+        raise ConfigError("--schema goes with --data PATH")
+    params = step_parameters(resolved, "load_dataset")
+    if rows is not None:
+        params["rows"] = rows
+    if seed is not None:
+        params["seed"] = seed
+    if no_cache:
+        resolved["enable_cache"] = False
+    return resolved
+
+
+def write_resolved(config: dict[str, Any], pipeline: str, paths: StatePaths) -> Path:
+    """Keep the exact config of each run under ``$CHURNOPS_HOME/runs`` (and hand it to ZenML)."""
+    folder = paths.home / "runs"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{pipeline}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path

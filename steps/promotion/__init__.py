@@ -1,0 +1,3 @@
+from steps.promotion.promote_model import promote_model
+
+__all__ = ["promote_model"]

@@ -1,0 +1,76 @@
+from typing import Annotated, Any
+
+import pandas as pd
+from sklearn.pipeline import Pipeline
+from zenml import get_step_context, log_metadata, step
+from zenml.client import Client
+from zenml.enums import ModelStages
+from zenml.models import ModelVersionResponse
+
+from churnops.dataset_schema import DatasetSchema
+from churnops.evaluation import EvaluationReport, compute_metrics
+from churnops.modeling import SearchSummary
+from churnops.promotion import Champion, GateConfig, PromotionDecision, decide
+from churnops.provenance import git_commit, library_versions
+from materializers import PromotionDecisionMaterializer
+
+
+def _current_production(model_name: str) -> ModelVersionResponse | None:
+    try:
+        return Client().get_model_version(model_name, ModelStages.PRODUCTION)
+    except KeyError:
+        return None
+
+
+def _rescore(production: ModelVersionResponse, test_set: pd.DataFrame, schema: DatasetSchema) -> Champion:
+    """Score the production version on this run's test set, at its own stored threshold."""
+    version = str(production.number)
+    its_schema = production.get_artifact("dataset_schema")
+    classifier = production.get_model_artifact("churn_classifier")
+    if its_schema is None or classifier is None:
+        return Champion(version=version, incomparable_reason="its model or schema artifact is missing")
+    their_features = its_schema.load().feature_names
+    missing = sorted(set(their_features) - set(test_set.columns))
+    if missing:
+        return Champion(version=version, incomparable_reason=f"it expects features this data lacks: {missing[:5]}")
+    model: Pipeline = classifier.load()
+    threshold = float(production.run_metadata.get("decision_threshold", 0.5))
+    probabilities = model.predict_proba(test_set[their_features])[:, 1]
+    return Champion(version=version,
+                    metrics=compute_metrics(test_set[schema.target.column].to_numpy(), probabilities, threshold))
+
+
+# Never cached: a cached promotion would promote nothing.
+@step(enable_cache=False, output_materializers={"promotion_decision": PromotionDecisionMaterializer})
+def promote_model(
+    churn_classifier: Pipeline,
+    search_summary: SearchSummary,
+    evaluation_report: EvaluationReport,
+    test_set: pd.DataFrame,
+    dataset_schema: DatasetSchema,
+    gate: dict[str, Any],
+) -> Annotated[PromotionDecision, "promotion_decision"]:
+    """Apply the gate and the champion/challenger rule; set the stage of this model version.
+
+    Passing and not worse than production (re-scored on this test set) by more than the
+    tolerance: production, and the old production version is archived. Passing but worse:
+    staging. Failing the gate: no stage. Everything is recorded on the model version.
+    """
+    model = get_step_context().model
+    production = _current_production(model.name)
+    champion = _rescore(production, test_set, dataset_schema) if production and production.id != model.id else None
+    decision = decide(model.name, str(model.number), evaluation_report.metrics, evaluation_report.best_baseline_f1,
+                      GateConfig.model_validate(gate), champion)
+    if decision.stage == "production":
+        model.set_stage(ModelStages.PRODUCTION, force=True)
+    elif decision.stage == "staging":
+        model.set_stage(ModelStages.STAGING, force=True)
+    log_metadata(infer_model=True, metadata={
+        "gate_passed": decision.gate_passed, "verdict": decision.verdict, "reason": decision.reason,
+        "gate_f1": decision.gate.f1, "gate_roc_auc": decision.gate.roc_auc, "gate_tolerance": decision.gate.tolerance,
+        "champion_version": champion.version if champion else "none",
+        "champion_f1_on_this_test_set": champion.metrics.f1 if champion and champion.metrics else -1.0,
+        "decision_threshold": search_summary.threshold,
+        "git_commit": git_commit(), "library_versions": library_versions(),
+    })
+    return decision
