@@ -1,25 +1,48 @@
 """Register and activate ZenML stacks declared in ``configs/stacks/<name>.yaml``.
 
-Registration is idempotent: components that exist with the same flavor are updated to
-the declared configuration, missing ones are created, and the stack is (re)assembled.
-Secrets never live in these files: a value may reference ``{{secret.key}}`` (resolved by
-ZenML at run time) or ``${ENV_VAR}`` (expanded here, at registration).
+Registration is idempotent: secrets, service connectors and components that exist are
+updated to the declared configuration, missing ones are created, and the stack is
+(re)assembled. Credentials never live in these files: secret values must be ``${ENV_VAR}``
+references (read from the environment at registration and stored as ZenML secrets), and
+component settings point at those secrets with ``{{secret_name.key}}`` (resolved by ZenML
+when a component is used, on whichever machine uses it).
+
+A stack also says which ZenML store it belongs to (``server``):
+
+- ``any``: whatever the client is connected to (the embedded sqlite store or a server);
+- ``local``: the local ZenML server on 127.0.0.1, started if needed (the dashboard);
+- ``remote``: a deployed ZenML server the user logged in to (``zenml login URL``), which
+  remote orchestrators need so their pods can report back.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from churnops.settings import CONFIGS_DIR
 
 STACKS_DIR = CONFIGS_DIR / "stacks"
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_WHOLE_ENV_REFERENCE = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")
+
+
+class StackConfigError(ValueError):
+    """A stack file is missing, malformed or references unset variables."""
+
+
+class MissingVariableError(StackConfigError):
+    """A ``${VAR}`` without default whose variable is not set."""
+
+    def __init__(self, variable: str) -> None:
+        super().__init__(f"environment variable '{variable}' is not set")
+        self.variable = variable
 
 
 class ComponentSpec(BaseModel):
@@ -28,6 +51,20 @@ class ComponentSpec(BaseModel):
     name: str
     flavor: str
     configuration: dict[str, Any] = Field(default_factory=dict)
+    # A service connector (declared under ``connectors``) that gives this component access
+    # to ``resource_id`` (a bucket, a cluster, a registry), instead of credentials in settings.
+    connector: str | None = None
+    resource_id: str | None = None
+
+
+class ConnectorSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: str
+    auth_method: str
+    configuration: dict[str, Any] = Field(default_factory=dict)
+    # Check at registration that the credentials reach the cloud (fails early, needs network).
+    verify: bool = True
 
 
 class StackSpec(BaseModel):
@@ -35,28 +72,38 @@ class StackSpec(BaseModel):
 
     name: str
     description: str = ""
+    server: Literal["any", "local", "remote"] = "any"
+    # ZenML integrations whose flavors/connectors this stack needs installed on the client.
+    integrations: list[str] = Field(default_factory=list)
+    secrets: dict[str, dict[str, str]] = Field(default_factory=dict)
+    connectors: dict[str, ConnectorSpec] = Field(default_factory=dict)
     components: dict[str, ComponentSpec]
 
+    @model_validator(mode="after")
+    def _connectors_are_declared(self) -> StackSpec:
+        for type_name, component in self.components.items():
+            if component.connector and component.connector not in self.connectors:
+                raise ValueError(f"{type_name} '{component.name}' uses connector '{component.connector}', "
+                                 f"which is not declared under 'connectors'")
+        return self
 
-class StackConfigError(ValueError):
-    """A stack file is missing, malformed or references unset variables."""
 
-
-def expand_env(value: Any) -> Any:
+def expand_env(value: Any, environ: Mapping[str, str] | None = None) -> Any:
     """Expand ``${VAR}`` and ``${VAR:-default}`` recursively; unset without default is an error."""
+    env = os.environ if environ is None else environ
     if isinstance(value, str):
         def substitute(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
-            if name in os.environ:
-                return os.environ[name]
+            if name in env:
+                return env[name]
             if default is not None:
                 return default
-            raise StackConfigError(f"environment variable '{name}' is not set")
+            raise MissingVariableError(name)
         return _ENV_REFERENCE.sub(substitute, value)
     if isinstance(value, dict):
-        return {k: expand_env(v) for k, v in value.items()}
+        return {k: expand_env(v, env) for k, v in value.items()}
     if isinstance(value, list):
-        return [expand_env(v) for v in value]
+        return [expand_env(v, env) for v in value]
     return value
 
 
@@ -64,21 +111,141 @@ def available_stacks() -> list[str]:
     return sorted(p.stem for p in STACKS_DIR.glob("*.yaml"))
 
 
-def load_stack_spec(name_or_path: str) -> StackSpec:
+def stack_file(name_or_path: str) -> Path:
     path = Path(name_or_path)
     if path.suffix not in {".yaml", ".yml"}:
         path = STACKS_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
         raise StackConfigError(f"no stack '{name_or_path}' (available: {', '.join(available_stacks())})")
-    return StackSpec.model_validate(expand_env(yaml.safe_load(path.read_text())))
+    return path
+
+
+def read_stack_file(name_or_path: str) -> dict[str, Any]:
+    """The stack file as written, ``${VAR}`` references unexpanded."""
+    path = stack_file(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise StackConfigError(f"{path} is not valid YAML: {error}") from error
+    if not isinstance(raw, dict):
+        raise StackConfigError(f"{path} must hold a mapping at the top level")
+    _check_secrets_come_from_environment(raw, path)
+    return raw
+
+
+def _check_secrets_come_from_environment(raw: dict[str, Any], path: Path) -> None:
+    secrets = raw.get("secrets") or {}
+    if not isinstance(secrets, dict):
+        raise StackConfigError(f"{path}: 'secrets' must map secret names to key/value mappings")
+    for secret, values in secrets.items():
+        if not isinstance(values, dict):
+            raise StackConfigError(f"{path}: secret '{secret}' must map keys to ${{ENV_VAR}} references")
+        for key, value in values.items():
+            if not (isinstance(value, str) and _WHOLE_ENV_REFERENCE.match(value)):
+                raise StackConfigError(
+                    f"{path}: secret '{secret}' key '{key}' must be exactly one ${{ENV_VAR}} reference "
+                    f"without default; credentials never go in stack files")
+
+
+def load_stack_spec(name_or_path: str, environ: Mapping[str, str] | None = None) -> StackSpec:
+    """Read, expand (from ``environ``, default ``os.environ``) and validate a stack file."""
+    raw = read_stack_file(name_or_path)
+    try:
+        return StackSpec.model_validate(expand_env(raw, environ))
+    except ValidationError as error:
+        raise StackConfigError(f"{stack_file(name_or_path)}: {error}") from error
+
+
+def stack_name(name_or_path: str) -> str:
+    """The ZenML name of the stack declared in a file, without needing its variables."""
+    name = read_stack_file(name_or_path).get("name")
+    if not isinstance(name, str) or "${" in name:
+        raise StackConfigError(f"{stack_file(name_or_path)}: 'name' must be a literal string")
+    return name
+
+
+def ensure_server(server: str) -> None:
+    """Connect the client to the store the stack belongs to."""
+    from churnops import zenml_server
+
+    if server == "local":
+        url = zenml_server.start_local_server()
+        print(f"ZenML dashboard: {url}")
+    elif server == "remote" and not zenml_server.connected_to_remote_server():
+        raise StackConfigError(
+            "this stack needs a deployed ZenML server that its remote orchestrator can reach; "
+            "connect first with `zenml login https://YOUR-ZENML-SERVER` (see README, Stacks)")
+
+
+def check_integrations(spec: StackSpec) -> None:
+    """Name the missing ``zenml integration install`` instead of failing on a flavor later."""
+    from zenml.integrations.registry import integration_registry
+
+    missing = []
+    for name in spec.integrations:
+        if name not in integration_registry.integrations:
+            raise StackConfigError(f"stack '{spec.name}' needs unknown ZenML integration '{name}'")
+        if not integration_registry.is_installed(name):
+            missing.append(name)
+    if missing:
+        raise StackConfigError(f"stack '{spec.name}' needs the ZenML integrations {', '.join(missing)} "
+                               f"on this machine: zenml integration install {' '.join(missing)} -y")
+
+
+def register_secrets(spec: StackSpec) -> None:
+    from zenml.client import Client
+
+    client = Client()
+    for name, values in spec.secrets.items():
+        try:
+            existing = client.get_secret(name, allow_partial_name_match=False, allow_partial_id_match=False)
+        except KeyError:
+            client.create_secret(name, values=values, private=False)
+            continue
+        if existing.secret_values != values:
+            stale = [key for key in existing.secret_values if key not in values]
+            client.update_secret(existing.id, add_or_update_values=values, remove_values=stale or None)
+
+
+def register_connectors(spec: StackSpec) -> dict[str, Any]:
+    """Create or update the declared service connectors; return their ids by name."""
+    from zenml.client import Client
+
+    client = Client()
+    ids: dict[str, Any] = {}
+    for name, connector in spec.connectors.items():
+        configuration = {k: v for k, v in connector.configuration.items() if v not in (None, "")}
+        try:
+            existing = client.get_service_connector(name, allow_name_prefix_match=False, expand_secrets=True)
+        except KeyError:
+            created, _ = client.create_service_connector(
+                name=name, connector_type=connector.type, auth_method=connector.auth_method,
+                configuration=configuration, verify=connector.verify, list_resources=False)
+            assert created is not None
+            ids[name] = created.id
+            continue
+        if existing.connector_type != connector.type:
+            raise StackConfigError(f"service connector '{name}' exists with type "
+                                   f"'{existing.connector_type}', not '{connector.type}'")
+        if existing.auth_method != connector.auth_method or existing.configuration.plain != configuration:
+            client.update_service_connector(name, auth_method=connector.auth_method,
+                                            configuration=configuration, verify=connector.verify,
+                                            list_resources=False)
+        ids[name] = existing.id
+    return ids
 
 
 def register_stack(spec: StackSpec, activate: bool = True) -> str:
-    """Create or update every component and the stack; return the stack name."""
+    """Create or update secrets, connectors, every component and the stack; return the stack name."""
+    ensure_server(spec.server)
+    check_integrations(spec)
+
     from zenml.client import Client
     from zenml.enums import StackComponentType
 
     client = Client()
+    register_secrets(spec)
+    connector_ids = register_connectors(spec)
     components: dict[StackComponentType, str] = {}
     for type_name, component in spec.components.items():
         component_type = StackComponentType(type_name)
@@ -86,7 +253,7 @@ def register_stack(spec: StackSpec, activate: bool = True) -> str:
         try:
             existing = client.get_stack_component(component_type, component.name, allow_name_prefix_match=False)
         except KeyError:
-            client.create_stack_component(component.name, component.flavor, component_type, configuration)
+            existing = client.create_stack_component(component.name, component.flavor, component_type, configuration)
         else:
             if existing.flavor_name != component.flavor:
                 raise StackConfigError(
@@ -95,6 +262,12 @@ def register_stack(spec: StackSpec, activate: bool = True) -> str:
                 )
             if dict(existing.configuration) != configuration:
                 client.update_stack_component(component.name, component_type, configuration=configuration)
+        if component.connector:
+            connector_id = connector_ids[component.connector]
+            current = existing.connector.id if existing.connector else None
+            if current != connector_id or existing.connector_resource_id != component.resource_id:
+                client.update_stack_component(component.name, component_type, connector_id=connector_id,
+                                              connector_resource_id=component.resource_id)
         components[component_type] = component.name
     try:
         stack = client.get_stack(spec.name, allow_name_prefix_match=False)
@@ -109,3 +282,23 @@ def register_stack(spec: StackSpec, activate: bool = True) -> str:
     if activate:
         client.activate_stack(spec.name)
     return spec.name
+
+
+def use_stack(name_or_path: str) -> str:
+    """Register and activate a stack; with some of its variables unset, activate the stack as
+    registered before (so ``--stack aws`` works without re-exporting every parameter)."""
+    try:
+        spec = load_stack_spec(name_or_path)
+    except MissingVariableError as missing:
+        from zenml.client import Client
+
+        raw = read_stack_file(name_or_path)
+        ensure_server(str(raw.get("server", "any")))
+        name = stack_name(name_or_path)
+        try:
+            Client().activate_stack(name)
+        except KeyError:
+            raise StackConfigError(f"cannot register stack '{name_or_path}': {missing}") from None
+        print(f"Activated stack '{name}' as registered before ({missing}; set it to re-register).")
+        return name
+    return register_stack(spec)

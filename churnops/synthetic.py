@@ -159,19 +159,22 @@ def inject_defects(frame: pd.DataFrame, defects: DefectSpec, rng: np.random.Gene
     def pick(rate: float) -> np.ndarray:
         return rng.random(n) < rate
 
-    if defects.wrong_type_rate:
-        for column in defects.wrong_type_columns:
-            frame[column] = frame[column].astype(object)
-            frame.loc[pick(defects.wrong_type_rate), column] = rng.choice(["n/a", "unknown", "#VALUE!"])
     if defects.out_of_range_rate:
         for column in defects.out_of_range_columns:
             mask = pick(defects.out_of_range_rate)
-            frame[column] = frame[column].astype(object)
-            frame.loc[mask, column] = rng.choice([-5, 999], size=int(mask.sum()))
+            frame[column] = frame[column].astype(float)
+            frame.loc[mask, column] = rng.choice([-5.0, 999.0], size=int(mask.sum()))
     if defects.missing_rate:
         for column in defects.missing_columns:
-            frame[column] = frame[column].astype(object) if frame[column].dtype == int else frame[column]
+            frame[column] = frame[column].astype(float) if frame[column].dtype.kind in "iu" else frame[column]
             frame.loc[pick(defects.missing_rate), column] = np.nan
+    if defects.wrong_type_rate:
+        # As in a CSV export: one bad cell makes the whole column text.
+        for column in defects.wrong_type_columns:
+            text = frame[column].astype(object).where(frame[column].isna(), frame[column].astype(str))
+            mask = pick(defects.wrong_type_rate)
+            text[mask] = rng.choice(["n/a", "unknown", "#VALUE!"], size=int(mask.sum()))
+            frame[column] = text
     if defects.category_noise_rate:
         variants = {
             "contract_type": ["month-to-month ", "MONTH-TO-MONTH", "monthly", " One Year", "two-year"],

@@ -208,12 +208,9 @@ def _gate_schema(schema: DatasetSchema, columns: list[str]) -> pa.DataFrameSchem
             continue
         frame_checks.append(_missing_rate_check(feature.name, feature.max_missing))
         if isinstance(feature, NumericFeature):
-            checks = []
-            if feature.min is not None:
-                checks.append(pa.Check.ge(feature.min))
-            if feature.max is not None:
-                checks.append(pa.Check.le(feature.max))
-            gate_columns[feature.name] = pa.Column(float, checks, nullable=True, coerce=True)
+            low = -np.inf if feature.min is None else feature.min
+            high = np.inf if feature.max is None else feature.max
+            gate_columns[feature.name] = pa.Column(float, pa.Check.in_range(low, high), nullable=True, coerce=True)
         else:
             gate_columns[feature.name] = pa.Column(object, pa.Check.isin(feature.categories), nullable=True)
     target = schema.target.column
@@ -261,7 +258,7 @@ def _explain(schema: DatasetSchema, frame: pd.DataFrame, failures: pd.DataFrame)
             violations.append(Violation(column=target, rule="target_min_minority_share",
                                         observed=f"{_minority_share(frame[target]):.4f}",
                                         expected=f">= {schema.gates.min_minority_share}"))
-        elif check.startswith(("greater_than_or_equal_to", "less_than_or_equal_to")):
+        elif check.startswith("in_range"):
             feature = numeric[str(column)]
             observed = pd.to_numeric(values, errors="coerce")
             violations.append(Violation(column=str(column), rule="numeric_range",

@@ -110,9 +110,11 @@ def parse_feedback_csv(path: Path, known_request_ids: set[str],
         raise FeedbackError(f"{path}: no rows after the header")
     ids = table[id_column].str.strip()
     outcomes = table[columns["outcome"]].map(_parse_outcome)
-    problems = [f"row {i + 2}: column '{id_column}' is empty" for i in ids.index[ids.eq("")]]
-    problems += [f"row {i + 2}: column 'outcome' is {table.at[i, columns['outcome']]!r}, expected one of "
-                 f"1/0, yes/no, true/false, churned/stayed" for i in outcomes.index[outcomes.isna()]]
+    # Row numbers as in the file (the header is row 1), in file order.
+    found = [(i, f"row {i + 2}: column '{id_column}' is empty") for i in ids.index[ids.eq("")]]
+    found += [(i, f"row {i + 2}: column 'outcome' is {table.at[i, columns['outcome']]!r}, expected one of "
+                  f"1/0, yes/no, true/false, churned/stayed") for i in outcomes.index[outcomes.isna()]]
+    problems = [text for _, text in sorted(found, key=lambda item: item[0])]
     if problems:
         shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
         raise FeedbackError(f"{path}: {len(problems)} bad row(s), nothing was ingested: {shown}")

@@ -297,3 +297,31 @@ def as_text_category(values: pd.Series) -> pd.Series:
         merged, labels = pd.factorize(labels)
         codes = np.where(codes >= 0, merged[np.maximum(codes, 0)], -1)
     return pd.Series(pd.Categorical.from_codes(codes, categories=labels), index=values.index)
+
+
+def write_partitioned(records: pd.DataFrame, log_dir: Path, writer: str, rows_per_file: int = 50_000) -> list[Path]:
+    """Write prediction records in the contract's layout, one day partition per UTC date.
+
+    For backfills (predictions made outside the service, e.g. batch scoring), benchmarks and
+    tests; the service has its own buffered writer. ``records`` needs the log columns.
+    """
+    missing = [c for c in LOG_COLUMNS if c not in records.columns]
+    if missing:
+        raise ValueError(f"records lack inference-log columns {missing}")
+    frame = records.copy()
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True).astype("datetime64[ns, UTC]")
+    frame["request_id"] = frame["request_id"].astype(str)
+    frame["probability"] = frame["probability"].astype("float64")
+    frame["label"] = frame["label"].astype("int64")
+    frame["model_version"] = frame["model_version"].astype(str)
+    written = []
+    days = frame["timestamp"].dt.strftime("%Y-%m-%d")
+    for day, rows in frame.groupby(days, sort=True):
+        folder = log_dir / f"date={day}"
+        folder.mkdir(parents=True, exist_ok=True)
+        existing = len(list(folder.glob(f"{writer}-*.parquet")))
+        for offset, start in enumerate(range(0, len(rows), rows_per_file)):
+            path = folder / f"{writer}-{existing + offset:06d}.parquet"
+            rows.iloc[start:start + rows_per_file].to_parquet(path, index=False)
+            written.append(path)
+    return written

@@ -31,5 +31,9 @@ def validate_dataset(
             "violations": [v.describe() for v in error.report.violations],
             "repairs": {f"{a.column}.{a.action}": a.count for a in error.report.actions},
         })
+        log_metadata(infer_model=True, metadata={
+            "verdict": "invalid_data", "gate_passed": False,
+            "reason": f"data validation failed with {len(error.report.violations)} violation(s)",
+        })
         raise
     return cleaned, report, build_reference_profile(cleaned, dataset_schema)

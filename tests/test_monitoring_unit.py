@@ -1,0 +1,291 @@
+"""Monitoring logic on real data and a real model, without ZenML: fast."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from churnops.dataset_schema import load_schema
+from churnops.modeling import CandidateSpec, best_f1_threshold, build_pipeline
+from churnops.monitoring.alerts import dispatch_alert
+from churnops.monitoring.decision import DecisionRules, decide
+from churnops.monitoring.drift import DriftThresholds, detect_data_drift, detect_prediction_drift
+from churnops.monitoring.evidently_reports import ReportSettings, build_reports
+from churnops.monitoring.feedback import (
+    FeedbackError,
+    append_feedback,
+    feedback_records,
+    join_outcomes,
+    parse_feedback_csv,
+    read_feedback,
+)
+from churnops.monitoring.inference_log import WindowSpec, conform_features, read_window, write_partitioned
+from churnops.monitoring.performance import evaluate_live_performance
+from churnops.monitoring.retraining import RetrainingSettings, production_training_rows, write_training_table
+from churnops.profile import build_reference_profile
+from churnops.synthetic import DriftSpec, SyntheticSpec, generate_customers
+from churnops.validation import validate_and_clean
+
+NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+DRIFTED = ["age", "payment_method"]  # independent of every other generated feature
+
+
+@pytest.fixture(scope="module")
+def schema():
+    return load_schema("synthetic")
+
+
+@pytest.fixture(scope="module")
+def trained(schema):
+    """A real model on clean synthetic data, its reference profile and its test-set probabilities."""
+    clean, _ = validate_and_clean(generate_customers(SyntheticSpec(rows=4000, seed=1)), schema)
+    train, test = clean.iloc[:3000], clean.iloc[3000:]
+    candidate = CandidateSpec(estimator="sklearn.linear_model.LogisticRegression", params={"max_iter": 2000})
+    model = build_pipeline(schema, candidate, random_state=0).fit(train[schema.feature_names], train["churned"])
+    test_probabilities = model.predict_proba(test[schema.feature_names])[:, 1]
+    threshold, _ = best_f1_threshold(test["churned"].to_numpy(), test_probabilities)
+    return {"model": model, "profile": build_reference_profile(clean, schema), "train": train,
+            "test_probabilities": test_probabilities, "threshold": threshold}
+
+
+def served_log(customers: pd.DataFrame, trained: dict, schema, start: datetime = NOW - timedelta(hours=6),
+               version: str = "1") -> pd.DataFrame:
+    """What the service would log for ``customers``, spread over the hours after ``start``."""
+    probabilities = trained["model"].predict_proba(customers[schema.feature_names])[:, 1]
+    log = customers[schema.feature_names].copy()
+    log["request_id"] = [f"req-{version}-{start:%H%M}-{i}" for i in range(len(customers))]
+    log["timestamp"] = pd.Timestamp(start) + pd.to_timedelta(np.linspace(0, 5 * 3600, len(customers)), unit="s")
+    log["model_name"] = "churn_classifier"
+    log["model_version"] = version
+    log["customer_key"] = [f"key-{c}" for c in customers["customer_id"]]
+    log["probability"] = probabilities
+    log["label"] = (probabilities >= trained["threshold"]).astype(int)
+    return log
+
+
+def monitor(log_dir: Path, trained: dict, schema, feedback: pd.DataFrame | None = None,
+            rules: DecisionRules | None = None, retrain_on_drift: bool = False):
+    frame, summary = read_window(log_dir, WindowSpec(hours=24), now=NOW)
+    frame, check = conform_features(frame, schema)
+    thresholds = DriftThresholds()
+    data_drift = detect_data_drift(frame, trained["profile"], schema, thresholds, check.missing_features)
+    prediction = detect_prediction_drift(frame, trained["test_probabilities"], "1", trained["threshold"], thresholds)
+    joined = join_outcomes(frame, feedback if feedback is not None else read_feedback(log_dir / "none.parquet"))
+    performance = evaluate_live_performance(joined, trained["threshold"], gate_f1=0.5, gate_roc_auc=0.7,
+                                            min_labelled=100)
+    decision = decide("churn_classifier", "1", summary, check, data_drift, prediction, performance,
+                      rules or DecisionRules(), retrain_on_drift)
+    return frame, summary, check, data_drift, prediction, performance, decision
+
+
+def test_no_drift_no_alert(tmp_path, trained, schema):
+    write_partitioned(served_log(generate_customers(SyntheticSpec(rows=3000, seed=7)), trained, schema),
+                      tmp_path, "svc")
+    *_, data_drift, prediction, _, decision = monitor(tmp_path, trained, schema)
+    assert data_drift.rows == 3000
+    assert data_drift.drifted_features == []
+    assert not prediction.drifted
+    assert decision.alert_count == 0 and not decision.alert and decision.action == "none"
+    assert decision.message == "no drift alerts"
+
+
+def test_drift_in_two_features_flags_exactly_those(tmp_path, trained, schema):
+    customers = generate_customers(SyntheticSpec(rows=3000, seed=8, drift=DriftSpec(severity=1.0, features=DRIFTED)))
+    write_partitioned(served_log(customers, trained, schema), tmp_path, "svc")
+    frame, *_, data_drift, _, _, decision = monitor(tmp_path, trained, schema)
+    assert sorted(data_drift.drifted_features) == sorted(DRIFTED)
+    assert data_drift.feature("age").z_score > 0.3 and data_drift.feature("age").psi > 0.2
+    assert data_drift.feature("payment_method").shifted_category == "Electronic check"
+    assert decision.alert_count >= 2
+
+    drift_report, summary_report = build_reports(frame, trained["train"], schema, ReportSettings())
+    assert sorted(drift_report.drifted_columns) == sorted(DRIFTED)
+    assert drift_report.drift_share == pytest.approx(2 / len(schema.feature_names))
+    assert not drift_report.sampled and drift_report.current_rows == 3000
+    for report in (drift_report, summary_report):
+        assert len(report.html) > 100_000 and "<html" in report.html.lower()
+        assert report.snapshot["metrics"]
+
+
+def test_evidently_report_samples_above_limit_and_says_so(trained, schema):
+    customers = generate_customers(SyntheticSpec(rows=2500, seed=9))
+    drift_report, summary_report = build_reports(customers, trained["train"], schema, ReportSettings(max_rows=1000))
+    assert drift_report.sampled and drift_report.current_rows == 1000 and drift_report.window_rows == 2500
+    for report in (drift_report, summary_report):
+        assert "1,000 of 2,500 window rows" in report.html
+        assert "used every row" in report.html
+
+
+def test_heavy_drift_decision_alerts_and_retrains_only_when_configured(tmp_path, trained, schema):
+    customers = generate_customers(SyntheticSpec(rows=3000, seed=10, drift=DriftSpec(severity=1.5)))
+    write_partitioned(served_log(customers, trained, schema), tmp_path, "svc")
+    *_, off = monitor(tmp_path, trained, schema, retrain_on_drift=False)
+    *_, on = monitor(tmp_path, trained, schema, retrain_on_drift=True)
+    assert off.retrain_recommended and off.alert and off.action == "alert"
+    assert "analysis and retraining recommended" in off.message
+    assert on.action == "retrain"
+    assert off.drift_share > 0.3
+
+
+def test_performance_drop_in_feedback_alerts(tmp_path, trained, schema):
+    # Concept drift: customers look the same, but churn for other reasons.
+    customers = generate_customers(SyntheticSpec(rows=3000, seed=11, drift=DriftSpec(concept=3.0)))
+    log = served_log(customers, trained, schema)
+    write_partitioned(log, tmp_path, "svc")
+    feedback = feedback_records(log["request_id"], [None] * len(log), customers["churned"])
+    *_, performance, decision = monitor(tmp_path, trained, schema, feedback=feedback)
+    assert performance.labelled_rows == 3000 and performance.matched_by_request == 3000
+    assert performance.below_gate, performance.metrics
+    assert decision.performance_below_gate and decision.alert and decision.retrain_recommended
+    assert decision.drifted_features == []  # inputs did not move: only the feedback shows it
+
+    # The same traffic with its true (undrifted) outcomes passes.
+    healthy = generate_customers(SyntheticSpec(rows=3000, seed=11))
+    assert (healthy[schema.feature_names].to_numpy() == customers[schema.feature_names].to_numpy()).all()
+    feedback_ok = feedback_records(log["request_id"], [None] * len(log), healthy["churned"])
+    *_, performance_ok, decision_ok = monitor(tmp_path, trained, schema, feedback=feedback_ok)
+    assert not performance_ok.below_gate and performance_ok.metrics.f1 > 0.5
+    assert not decision_ok.alert
+
+
+def test_feedback_joins_by_request_then_customer_and_latest_wins(tmp_path):
+    predictions = pd.DataFrame({"request_id": ["r1", "r2", "r3", "r4"], "customer_key": ["k1", "k2", "k3", None]})
+    early, late = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+    feedback = pd.concat([
+        feedback_records(["r1", None], [None, "k2"], [0, 1], early),
+        feedback_records(["r1"], [None], [1], late),
+    ])
+    path = tmp_path / "feedback" / "feedback.parquet"
+    assert append_feedback(path, feedback) == 3
+    joined = join_outcomes(predictions, read_feedback(path))
+    assert joined["outcome"].tolist()[:2] == [1.0, 1.0]
+    assert joined["matched_by"].tolist() == ["request", "customer", "none", "none"]
+
+
+def test_feedback_csv_rejects_bad_rows_and_ingests_nothing(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,outcome\nr1,1\nr2,maybe\n,0\n")
+    with pytest.raises(FeedbackError, match=r"row 3: column 'outcome' is 'maybe'.*row 4: column 'id' is empty"):
+        parse_feedback_csv(bad, {"r1", "r2"}, customer_key=None)
+    good = tmp_path / "good.csv"
+    good.write_text("id,outcome\nr1,churned\nC-9,No\n")
+    records, by_request, by_customer = parse_feedback_csv(good, {"r1"}, customer_key=lambda c: f"hash({c})")
+    assert (by_request, by_customer) == (1, 1)
+    assert records["request_id"].tolist() == ["r1", None]
+    assert records["customer_key"].tolist() == [None, "hash(C-9)"]
+    assert records["outcome"].tolist() == [1, 0]
+    with pytest.raises(FeedbackError, match="cannot be pseudonymised"):
+        parse_feedback_csv(good, {"r1"}, customer_key=None)
+
+
+def test_reader_skips_and_counts_bad_files_and_records(tmp_path, trained, schema):
+    customers = generate_customers(SyntheticSpec(rows=500, seed=12))
+    log = served_log(customers, trained, schema)
+    log.loc[:9, "request_id"] = None
+    log.loc[10:14, "probability"] = 1.5
+    write_partitioned(log, tmp_path, "svc")
+    day = tmp_path / f"date={NOW:%Y-%m-%d}"
+    (day / "broken-000000.parquet").write_bytes(b"not parquet at all")
+    log.drop(columns=["probability"]).head(7).to_parquet(day / "old-000000.parquet")
+    # Yesterday's and tomorrow's files are outside the 24 h window.
+    outside = served_log(customers.head(50), trained, schema, start=NOW - timedelta(hours=40))
+    write_partitioned(outside, tmp_path, "svc")
+
+    frame, summary = read_window(tmp_path, WindowSpec(hours=24), now=NOW)
+    assert summary.rows_in_window == len(frame) == 485
+    assert summary.malformed_by_reason == {"missing request_id": 10, "missing or out-of-range probability": 5,
+                                           "file without required columns": 7}
+    assert summary.files_skipped == 2
+    assert {Path(s.path).name for s in summary.skipped_files} == {"broken-000000.parquet", "old-000000.parquet"}
+    assert "22 malformed records skipped" in summary.describe()
+
+    last, last_summary = read_window(tmp_path, WindowSpec(last=100), now=NOW)
+    assert len(last) == 100 and last["timestamp"].is_monotonic_increasing
+    assert last["request_id"].iloc[-1] == log["request_id"].iloc[-1]
+
+
+def test_empty_window_is_a_clear_no_op(tmp_path, trained, schema):
+    frame, summary, check, data_drift, prediction, performance, decision = monitor(tmp_path, trained, schema)
+    assert frame.empty and data_drift.drifted_features == [] and prediction.rows == 0
+    assert decision.action == "none" and not decision.alert
+    assert decision.message.startswith("empty window: no predictions logged in the last 24 h")
+    drift_report, summary_report = build_reports(frame, trained["train"], schema, ReportSettings())
+    assert "holds no predictions" in drift_report.html
+
+
+def test_schema_mismatch_reported_per_column(tmp_path, trained, schema):
+    log = served_log(generate_customers(SyntheticSpec(rows=400, seed=13)), trained, schema)
+    log = log.drop(columns=["gender"]).rename(columns={"age": "customer_age"})
+    log["tenure_months"] = log["tenure_months"].astype(object)
+    log.loc[:19, "tenure_months"] = "n/a"
+    log.loc[:4, "contract_type"] = "Lifetime"
+    write_partitioned(log, tmp_path, "svc")
+    *_, check, data_drift, _, _, decision = monitor(tmp_path, trained, schema)
+    problems = {(i.column, i.problem): i for i in check.issues}
+    assert set(problems) == {("gender", "missing"), ("age", "missing"), ("tenure_months", "unparseable"),
+                             ("contract_type", "unknown_categories"), ("customer_age", "not_a_feature")}
+    assert problems[("tenure_months", "unparseable")].rows == 20
+    assert problems[("contract_type", "unknown_categories")].rows == 5
+    assert data_drift.unchecked == {"gender": "missing from the inference log", "age": "missing from the inference log"}
+    assert decision.alert and len(decision.schema_issues) == 4
+    assert any("column 'gender'" in issue for issue in decision.schema_issues)
+
+
+def test_alert_goes_to_log_and_webhook(tmp_path, trained, schema):
+    received: list[dict] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        customers = generate_customers(SyntheticSpec(rows=1000, seed=14, drift=DriftSpec(severity=1.5)))
+        write_partitioned(served_log(customers, trained, schema), tmp_path, "svc")
+        *_, decision = monitor(tmp_path, trained, schema)
+        url = f"http://127.0.0.1:{server.server_port}/hook"
+        delivery = dispatch_alert(decision, tmp_path / "alerts.jsonl", url, run_name="run-1")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert delivery.channels == ["console", "alert_log", "webhook"] and delivery.webhook_status == "HTTP 204"
+    assert received and received[0]["drift_share"] == decision.drift_share
+    assert "analysis and retraining recommended" in received[0]["text"]
+    logged = [json.loads(line) for line in (tmp_path / "alerts.jsonl").read_text().splitlines()]
+    assert logged[0]["run_name"] == "run-1"
+    # An unreachable webhook is recorded, not fatal.
+    failed = dispatch_alert(decision, tmp_path / "alerts.jsonl", url, timeout_seconds=1)
+    assert failed.webhook_status.startswith("failed") and "webhook" not in failed.channels
+
+
+def test_retraining_table_mixes_labelled_production_rows_and_validates(tmp_path, trained, schema):
+    customers = generate_customers(SyntheticSpec(rows=600, seed=15, drift=DriftSpec(severity=1.0)))
+    log = served_log(customers, trained, schema)
+    write_partitioned(log, tmp_path / "log", "svc")
+    frame, _ = read_window(tmp_path / "log", WindowSpec(hours=24), now=NOW)
+    frame, _ = conform_features(frame, schema)
+    feedback = feedback_records(log["request_id"].head(400), [None] * 400, customers["churned"].head(400))
+    joined = join_outcomes(frame, feedback)
+    production = production_training_rows(joined[joined["outcome"].notna()], schema, max_rows=10_000)
+    assert len(production) == 400 and production["customer_id"].str.startswith("prod-cust-").all()
+    table = write_training_table(trained["train"], production, schema, RetrainingSettings(reference_rows=1000),
+                                 tmp_path / "retrain")
+    assert (table.rows, table.production_rows, table.reference_rows) == (1400, 400, 1000)
+    reloaded_schema = load_schema(table.schema_path)
+    raw = pd.read_parquet(reloaded_schema.source.resolved_path())
+    cleaned, report = validate_and_clean(raw, reloaded_schema)
+    assert report.passed and len(cleaned) == 1400
