@@ -206,27 +206,29 @@ def test_reader_skips_and_counts_bad_files_and_records(tmp_path, trained, schema
     assert {Path(s.path).name for s in summary.skipped_files} == {"broken-000000.parquet", "old-000000.parquet"}
     assert "22 malformed records skipped" in summary.describe()
 
-    last, last_summary = read_window(tmp_path, WindowSpec(last=100), now=NOW)
+    last, _ = read_window(tmp_path, WindowSpec(last=100), now=NOW)
     assert len(last) == 100 and last["timestamp"].is_monotonic_increasing
     assert last["request_id"].iloc[-1] == log["request_id"].iloc[-1]
 
 
 def test_empty_window_is_a_clear_no_op(tmp_path, trained, schema):
-    frame, summary, check, data_drift, prediction, performance, decision = monitor(tmp_path, trained, schema)
+    frame, _summary, _check, data_drift, prediction, _performance, decision = monitor(tmp_path, trained, schema)
     assert frame.empty and data_drift.drifted_features == [] and prediction.rows == 0
     assert decision.action == "none" and not decision.alert
     assert decision.message.startswith("empty window: no predictions logged in the last 24 h")
     drift_report, summary_report = build_reports(frame, trained["train"], schema, ReportSettings())
-    assert "holds no predictions" in drift_report.html
+    assert "holds no predictions" in drift_report.html and "holds no predictions" in summary_report.html
 
 
 def test_schema_mismatch_reported_per_column(tmp_path, trained, schema):
     log = served_log(generate_customers(SyntheticSpec(rows=400, seed=13)), trained, schema)
     log = log.drop(columns=["gender"]).rename(columns={"age": "customer_age"})
-    log["tenure_months"] = log["tenure_months"].astype(object)
-    log.loc[:19, "tenure_months"] = "n/a"
     log.loc[:4, "contract_type"] = "Lifetime"
-    write_partitioned(log, tmp_path, "svc")
+    # One writer sent tenure as text (some of it garbage), another as numbers: the files disagree on type.
+    as_text = log.iloc[:200].astype({"tenure_months": str})
+    as_text.loc[:19, "tenure_months"] = "n/a"
+    write_partitioned(as_text, tmp_path, "text-client")
+    write_partitioned(log.iloc[200:], tmp_path, "svc")
     *_, check, data_drift, _, _, decision = monitor(tmp_path, trained, schema)
     problems = {(i.column, i.problem): i for i in check.issues}
     assert set(problems) == {("gender", "missing"), ("age", "missing"), ("tenure_months", "unparseable"),

@@ -231,8 +231,8 @@ def read_window(log_dir: Path, window: WindowSpec, now: datetime | None = None) 
     frame = frame.reset_index(drop=True)
     summary.rows_in_window = len(frame)
     if len(frame):
-        summary.first_timestamp = frame["timestamp"].iloc[0].to_pydatetime()
-        summary.last_timestamp = frame["timestamp"].iloc[-1].to_pydatetime()
+        summary.first_timestamp = frame["timestamp"].iloc[0].floor("us").to_pydatetime()
+        summary.last_timestamp = frame["timestamp"].iloc[-1].floor("us").to_pydatetime()
         versions = frame["model_version"].astype(str).value_counts()
         summary.model_versions = {str(k): int(v) for k, v in versions.items()}
     return frame, summary
@@ -247,6 +247,13 @@ def conform_features(frame: pd.DataFrame, schema: DatasetSchema) -> tuple[pd.Dat
     """
     check = SchemaCheck(dataset=schema.name, features=schema.feature_names)
     out = frame.copy()
+    if out.empty:
+        # No rows, no evidence about the columns: give them their types and report nothing.
+        for name in schema.numeric_names:
+            out[name] = pd.Series(dtype=float)
+        for name in schema.categorical_names:
+            out[name] = pd.Series(dtype="category")
+        return out, check
     known = set(LOG_COLUMNS) | set(schema.feature_names) | {schema.id_column, schema.target.column}
     for column in out.columns:
         if column not in known:
@@ -310,7 +317,8 @@ def write_partitioned(records: pd.DataFrame, log_dir: Path, writer: str, rows_pe
         raise ValueError(f"records lack inference-log columns {missing}")
     frame = records.copy()
     frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True).astype("datetime64[ns, UTC]")
-    frame["request_id"] = frame["request_id"].astype(str)
+    for column in ("request_id", "customer_key", "model_name"):
+        frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
     frame["probability"] = frame["probability"].astype("float64")
     frame["label"] = frame["label"].astype("int64")
     frame["model_version"] = frame["model_version"].astype(str)
