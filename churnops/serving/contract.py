@@ -136,7 +136,7 @@ def customer_model(rules: FieldRules) -> type[BaseModel]:
         fields[name] = (choices | None, Field(..., description=rules.describe(name)))
     return create_model(
         "Customer",
-        __config__=ConfigDict(extra="forbid", json_schema_extra={"examples": [_example(rules)]}),
+        __config__=ConfigDict(extra="forbid", json_schema_extra={"example": _example(rules)}),
         **fields,
     )
 

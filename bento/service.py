@@ -1,0 +1,188 @@
+"""The churn-prediction service: BentoML 1.4, new-style ``@bentoml.service``.
+
+Endpoints: ``POST /predict`` (one customer or a list), ``POST /predict_batch`` (a JSON array
+of records or a CSV upload), ``GET /model_info`` (also ``/model-info``), BentoML's
+``/healthz``, ``/readyz``, ``/metrics`` and the Swagger UI at ``/``.
+
+Which model: the bento argument ``model_tag`` (a BentoML model tag). ``run.py --pipeline
+deploy`` builds a Bento with it pinned; ``bentoml serve bento/service.py:ChurnService --arg
+model_tag=churn_classifier:<version>`` serves any stored model from source.
+
+Everything per request lives in ``churnops.serving.runtime``; this module only adapts it
+to HTTP and Prometheus.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import typing as t
+from pathlib import Path
+
+import anyio.to_thread
+import bentoml
+import numpy as np
+from fastapi import FastAPI
+from pydantic import BaseModel
+from starlette.responses import Response
+
+from bento.limits import BodySizeLimit
+from bento.request_body import documented_output, raw_body_spec
+from churnops.serving.config import load_serving_config
+from churnops.serving.contract import BatchPrediction, ModelInfo, Prediction, RequestContract, RequestError
+from churnops.serving.packaging import read_schema
+from churnops.serving.runtime import REQUEST_ID_HEADER, Answer, ServingRuntime
+from churnops.settings import state_paths
+
+logger = logging.getLogger("bentoml.service.churn")
+
+# Bodies above this size are scored on a worker thread so one large batch cannot stall
+# health checks and small requests on the event loop.
+THREAD_OFFLOAD_BYTES = 2 * 2**20
+
+
+class ServiceArguments(BaseModel):
+    model_tag: str = "churn_classifier:latest"
+
+
+ARGUMENTS = bentoml.use_arguments(ServiceArguments)
+CONFIG = load_serving_config()
+MODEL = bentoml.models.BentoModel(ARGUMENTS.model_tag)
+
+# The request contract is generated from the dataset schema stored with the model, so the
+# OpenAPI page shows this model's fields, ranges and categories.
+_stored = MODEL.stored
+if _stored is None:
+    raise bentoml.exceptions.NotFound(
+        f"model '{ARGUMENTS.model_tag}' is not in the BentoML store at $BENTOML_HOME; "
+        "package one with `python run.py --pipeline deploy`"
+    )
+_contract = RequestContract(read_schema(Path(_stored.path)), CONFIG.limits.max_predict_customers,
+                            CONFIG.limits.max_batch_rows)
+PREDICT_INPUT = raw_body_spec("PredictInput", _contract.predict_input)
+BATCH_INPUT = raw_body_spec("PredictBatchInput", _contract.batch_input)
+PREDICT_OUTPUT = documented_output("PredictOutput", Prediction | list[Prediction])
+BATCH_OUTPUT = documented_output("PredictBatchOutput", BatchPrediction)
+
+info_app = FastAPI(title="churn model info", docs_url=None, redoc_url=None, openapi_url=None)
+
+
+@bentoml.asgi_app(info_app, path="/")
+@bentoml.service(
+    name="churn_service",
+    workers=CONFIG.service.workers,
+    traffic={"timeout": CONFIG.service.timeout_seconds},
+    logging={"access": {"enabled": CONFIG.service.access_log}},
+)
+class ChurnService:
+    bento_model = MODEL
+
+    def __init__(self) -> None:
+        stored = self.bento_model
+        # Loaded once per worker process; the compiled scorer is parity-checked here.
+        self.runtime = ServingRuntime(Path(stored.path), str(stored.tag), CONFIG, state_paths())
+        self.metrics = PredictionMetrics.shared()
+
+    @bentoml.api(route="/predict", input_spec=PREDICT_INPUT, output_spec=PREDICT_OUTPUT)
+    async def predict(self, body: bytes, /, ctx: bentoml.Context) -> Response:
+        """Churn probability and label for one customer (an object) or several (an array)."""
+        return await self._respond(ctx, body, "predict",
+                                   lambda rid: self.runtime.predict(body, rid))
+
+    @bentoml.api(route="/predict_batch", input_spec=BATCH_INPUT, output_spec=BATCH_OUTPUT)
+    async def predict_batch(self, body: bytes, /, ctx: bentoml.Context) -> Response:
+        """Many customers at once: a JSON array of records, or CSV with a header row
+        (Content-Type: text/csv). Answers column-wise."""
+        content_type = ctx.request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        return await self._respond(ctx, body, "predict_batch",
+                                   lambda rid: self.runtime.predict_batch(body, content_type, rid))
+
+    @info_app.get("/model_info", response_model=ModelInfo)
+    @info_app.get("/model-info", response_model=ModelInfo, include_in_schema=False)
+    def model_info(self) -> ModelInfo:
+        """The served model: version, stage, metrics, threshold, expected features."""
+        return self.runtime.model_info()
+
+    @bentoml.on_shutdown
+    def flush_inference_log(self) -> None:
+        self.runtime.close()
+
+    async def _respond(self, ctx: bentoml.Context, body: bytes, endpoint: str,
+                       answer: t.Callable[[str | None], Answer]) -> Response:
+        request_id = ctx.request.headers.get(REQUEST_ID_HEADER)
+        try:
+            if len(body) > THREAD_OFFLOAD_BYTES:
+                result = await anyio.to_thread.run_sync(answer, request_id)
+            else:
+                result = answer(request_id)
+        except RequestError as error:
+            # BentoML copies ctx.response's status onto the returned Response.
+            ctx.response.status_code = error.status
+            headers = {"X-Request-ID": request_id} if request_id and len(request_id) <= 128 else None
+            return Response(json.dumps(error.body()), status_code=error.status,
+                            media_type="application/json", headers=headers)
+        self.metrics.observe(endpoint, result.labels, result.probabilities)
+        return Response(result.body, media_type="application/json", headers={"X-Request-ID": result.request_id})
+
+
+ChurnService.add_asgi_middleware(BodySizeLimit, max_bytes=CONFIG.limits.max_body_bytes)
+
+
+class PredictionMetrics:
+    """Prometheus metrics of the model's answers, next to BentoML's own request metrics.
+
+    Created in the worker, after BentoML has set PROMETHEUS_MULTIPROC_DIR: prometheus_client
+    picks its multi-process storage when it is first imported.
+    """
+
+    _instance: PredictionMetrics | None = None
+    BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
+
+    def __init__(self) -> None:
+        import prometheus_client
+
+        self.predictions = prometheus_client.Counter(
+            "churn_predictions", "Predictions served, by predicted label (1 = churn) and endpoint",
+            labelnames=["label", "endpoint"],
+        )
+        self.probability = prometheus_client.Histogram(
+            "churn_probability", "Predicted churn probabilities", buckets=self.BUCKETS,
+        )
+
+    @classmethod
+    def shared(cls) -> PredictionMetrics:
+        if cls._instance is None:
+            cls._instance = cls()
+        return cls._instance
+
+    def observe(self, endpoint: str, labels: np.ndarray, probabilities: np.ndarray) -> None:
+        positives = int(labels.sum())
+        if positives:
+            self.predictions.labels(label="1", endpoint=endpoint).inc(positives)
+        if len(labels) - positives:
+            self.predictions.labels(label="0", endpoint=endpoint).inc(len(labels) - positives)
+        if len(probabilities) == 1:
+            self.probability.observe(float(probabilities[0]))
+        else:
+            self._observe_many(probabilities)
+
+    def _observe_many(self, values: np.ndarray) -> None:
+        """Histogram.observe for many values at once: one increment per bucket, not per value.
+
+        Uses prometheus_client's Histogram internals (``_upper_bounds``, ``_buckets``, ``_sum``);
+        if they move, falls back to one observe per value.
+        """
+        histogram = self.probability
+        try:
+            bounds = np.asarray(histogram._upper_bounds, dtype=np.float64)
+            buckets, total = histogram._buckets, histogram._sum
+        except AttributeError:
+            for value in values.tolist():
+                histogram.observe(value)
+            return
+        # A value v belongs to the first bucket with v <= bound, as in Histogram.observe.
+        counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
+        for bucket, count in zip(buckets, counts.tolist(), strict=False):
+            if count:
+                bucket.inc(count)
+        total.inc(float(values.sum()))

@@ -1,0 +1,47 @@
+"""``python run.py --pipeline deploy [--version N] [--serve | --stop] [--host H] [--port P]``.
+
+Builds the Bento of the production (or given) model version and records its tag on the
+version; ``--serve`` then runs it in the background (replacing a running local deployment),
+``--stop`` stops the running one.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from churnops.commands import UserError
+from churnops.settings import StatePaths
+
+
+def run(args: argparse.Namespace, paths: StatePaths) -> int:
+    from churnops import deployment
+
+    if args.stop:
+        stopped = deployment.stop_service(paths)
+        if stopped is None:
+            print("No local deployment is running.")
+        else:
+            print(f"Stopped the service at {stopped.url} (model version {stopped.model_version}, pid {stopped.pid}).")
+        return 0
+    try:
+        version = deployment.get_version(deployment.MODEL_NAME, args.version)
+        stage = version.stage.value if hasattr(version.stage, "value") else version.stage
+        if stage != "production":
+            print(f"Note: version {version.number} is {stage or 'not staged'}, not production.")
+        packaged = deployment.package_version(version)
+        print(f"Model version {packaged.model_version} packaged: BentoML model {packaged.bento_model_tag}, "
+              f"Bento {packaged.bento_tag} (recorded on the model version as bento_tag).")
+        if not args.serve:
+            print(f"Serve it: python run.py --pipeline deploy --serve   (or: bentoml serve {packaged.bento_tag})")
+            return 0
+        replaced = deployment.stop_service(paths)
+        if replaced is not None:
+            print(f"Stopped the previous deployment (model version {replaced.model_version}) at {replaced.url}.")
+        record = deployment.start_service(paths, packaged.bento_tag, packaged.model_version, args.host, args.port)
+    except deployment.DeploymentError as error:
+        raise UserError(str(error)) from None
+    print(f"Serving model version {record.model_version} at {record.url} (pid {record.pid}).")
+    print(f"  Swagger UI: {record.url}/   model info: {record.url}/model_info   metrics: {record.url}/metrics")
+    print(f"  Server log: {record.log_file}")
+    print("  Stop it:    python run.py --pipeline deploy --stop")
+    return 0

@@ -1,0 +1,57 @@
+"""``python run.py --models``: every version of the churn model, and which one serves."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from churnops.settings import StatePaths
+
+COLUMNS = ("version", "stage", "created", "F1", "ROC-AUC", "gate verdict", "Bento tag", "serving")
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, int | float) and not isinstance(value, bool) else "-"
+
+
+def version_rows(paths: StatePaths) -> list[dict[str, str]]:
+    from churnops import deployment
+
+    record = deployment.running_deployment(paths)
+    rows = []
+    for version in deployment.list_versions(deployment.MODEL_NAME):
+        metadata = version.run_metadata
+        stage = version.stage.value if hasattr(version.stage, "value") else version.stage
+        serving = record is not None and record.model_version == str(version.number)
+        rows.append({
+            "version": str(version.number),
+            "stage": stage or "-",
+            "created": version.created.strftime("%Y-%m-%d %H:%M"),
+            "F1": _number(metadata.get("f1")),
+            "ROC-AUC": _number(metadata.get("roc_auc")),
+            "gate verdict": str(metadata.get("verdict", "-")),
+            "Bento tag": str(metadata.get("bento_tag") or "-"),
+            "serving": f"yes, {record.url}" if serving and record else "",
+        })
+    return rows
+
+
+def format_table(rows: list[dict[str, str]]) -> str:
+    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in COLUMNS}
+    lines = ["  ".join(c.ljust(widths[c]) for c in COLUMNS).rstrip(),
+             "  ".join("-" * widths[c] for c in COLUMNS)]
+    lines += ["  ".join(r[c].ljust(widths[c]) for c in COLUMNS).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace, paths: StatePaths) -> int:
+    rows = version_rows(paths)
+    if not rows:
+        print("No versions of churn_classifier yet: train one with `python run.py --pipeline training`.")
+        return 0
+    print(format_table(rows))
+    rolled_back = [r for r in rows if r["stage"] == "archived"]
+    if rolled_back:
+        print("\nArchived versions are former production versions; `python run.py --pipeline rollback` restores "
+              "the newest one that was not rolled back from.")
+    return 0

@@ -1,0 +1,493 @@
+"""Packaging, local deployment and rollback of the churn model, through the Model Control Plane.
+
+* :func:`package_version` — a ZenML model version becomes a BentoML model (the fitted sklearn
+  Pipeline, its dataset schema and a model card, labelled with name, version, stage, key
+  metrics, data hash and threshold) and a Bento built from ``bento/``; the Bento tag is
+  recorded on the model version as ``bento_tag``.
+* :func:`start_service` / :func:`stop_service` — ``bentoml serve <bento>`` as a background
+  process in its own process group, with a deployment record (docs/contracts.md) so other
+  commands find it. (ZenML's ``bentoml_model_deployer_step`` mistakes BentoML 1.4 services
+  for legacy ones and serves nothing; see docs/library facts.)
+* :func:`rollback` — the previous (or a chosen) production version becomes production again.
+
+Import after ``churnops.settings.configure_environment``: BentoML and ZenML read their
+locations when first imported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from churnops.dataset_schema import DatasetSchema
+from churnops.serving.packaging import METRIC_KEYS, ModelCard, write_model_files
+from churnops.settings import PROJECT_ROOT, StatePaths, environment
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
+    from zenml.models import ModelVersionResponse
+
+MODEL_NAME = "churn_classifier"
+MODEL_ARTIFACT = "churn_classifier"
+SCHEMA_ARTIFACT = "dataset_schema"
+BENTOFILE = PROJECT_ROOT / "bento" / "bentofile.yaml"
+SERVICE_IMPORT = "bento.service:ChurnService"
+READY_TIMEOUT = 120.0
+STOP_TIMEOUT = 30.0
+
+
+class DeploymentError(RuntimeError):
+    """A deployment action that cannot be done; the message says why and what to do."""
+
+
+# ------------------------------------------------------------------------------ model versions
+
+
+def get_version(model_name: str, version: str | None = None) -> ModelVersionResponse:
+    """A model version by number/name, or the production version when ``version`` is None."""
+    from zenml.client import Client
+    from zenml.enums import ModelStages
+
+    client = Client()
+    try:
+        client.get_model(model_name)
+    except KeyError:
+        raise DeploymentError(
+            f"no model '{model_name}' yet: train one with `python run.py --pipeline training`") from None
+    if version is None:
+        try:
+            return client.get_model_version(model_name, ModelStages.PRODUCTION)
+        except KeyError:
+            raise DeploymentError(
+                f"model '{model_name}' has no production version: promote one by training, "
+                "or choose a version with --version N (see `python run.py --models`)") from None
+    try:
+        return client.get_model_version(model_name, int(version) if version.isdigit() else version)
+    except KeyError:
+        raise DeploymentError(
+            f"model '{model_name}' has no version '{version}' (see `python run.py --models`)") from None
+
+
+def list_versions(model_name: str = MODEL_NAME) -> list[ModelVersionResponse]:
+    """All versions of ``model_name``, oldest first (empty if the model does not exist)."""
+    from zenml.client import Client
+
+    client = Client()
+    try:
+        client.get_model(model_name)
+    except KeyError:
+        return []
+    versions: list[ModelVersionResponse] = []
+    page = 1
+    while True:
+        batch = client.list_model_versions(model=model_name, sort_by="asc:number", page=page, size=100, hydrate=True)
+        versions.extend(batch.items)
+        if page >= batch.total_pages:
+            return versions
+        page += 1
+
+
+def model_card(version: ModelVersionResponse) -> ModelCard:
+    """The card of a model version, from the metadata the training pipeline logged."""
+    metadata = dict(version.run_metadata)
+    if "decision_threshold" not in metadata:
+        raise DeploymentError(f"model version {version.number} has no decision_threshold metadata: "
+                              "it did not finish training")
+    return ModelCard(
+        model_name=version.model.name,
+        model_version=str(version.number),
+        model_version_id=str(version.id),
+        stage=str(getattr(version.stage, "value", version.stage)) if version.stage else None,
+        threshold=float(metadata["decision_threshold"]),
+        metrics={k: float(metadata[k]) for k in METRIC_KEYS if isinstance(metadata.get(k), int | float)},
+        trained_at=str(metadata["trained_at"]) if metadata.get("trained_at") else None,
+        dataset=str(metadata.get("dataset", "unknown")),
+        data_hash=str(metadata["data_hash"]) if metadata.get("data_hash") else None,
+        estimator=str(metadata["estimator"]) if metadata.get("estimator") else None,
+    )
+
+
+def load_version_artifacts(version: ModelVersionResponse) -> tuple[Pipeline, DatasetSchema]:
+    model = version.get_model_artifact(MODEL_ARTIFACT)
+    schema = version.get_artifact(SCHEMA_ARTIFACT)
+    if model is None or schema is None:
+        raise DeploymentError(f"model version {version.number} lacks its '{MODEL_ARTIFACT}' or "
+                              f"'{SCHEMA_ARTIFACT}' artifact: it did not finish training")
+    return model.load(), schema.load()
+
+
+def log_version_metadata(version: ModelVersionResponse, metadata: dict[str, Any]) -> None:
+    from zenml import log_metadata
+
+    log_metadata(metadata=metadata, model_version_id=version.id)
+
+
+# ---------------------------------------------------------------------------------- packaging
+
+
+@dataclass(frozen=True)
+class Packaged:
+    model_version: str
+    bento_model_tag: str
+    bento_tag: str
+
+
+def save_bento_model(pipeline: Pipeline, schema: DatasetSchema, card: ModelCard) -> str:
+    """Save the model into the BentoML model store; returns its tag."""
+    import bentoml
+
+    with bentoml.models.create(
+        card.model_name,
+        labels=card.labels(),
+        metadata={"model_card": card.model_dump(exclude_none=True), "features": schema.feature_names},
+        module="churnops.serving",
+    ) as stored:
+        write_model_files(Path(stored.path), pipeline, schema, card)
+    return str(stored.tag)
+
+
+def find_bento_model(card: ModelCard) -> str | None:
+    """An already-packaged BentoML model of the same ZenML model version, if any."""
+    import bentoml
+
+    for stored in bentoml.models.list(card.model_name):
+        labels = stored.info.labels
+        if card.model_version_id and labels.get("zenml_version_id") == card.model_version_id:
+            return str(stored.tag)
+    return None
+
+
+def build_bento(bento_model_tag: str, card: ModelCard) -> str:
+    """Build a Bento from bento/bentofile.yaml serving ``bento_model_tag``; returns its tag."""
+    import bentoml
+
+    bento = bentoml.bentos.build_bentofile(
+        str(BENTOFILE),
+        build_ctx=str(PROJECT_ROOT),
+        args={"model_tag": bento_model_tag},
+        labels={"zenml_model": card.model_name, "zenml_version": card.model_version,
+                "bento_model": bento_model_tag.replace(":", "-")},
+        # The service module reads the model tag at import: re-import it for each build.
+        reload=True,
+    )
+    return str(bento.tag)
+
+
+def package_version(version: ModelVersionResponse, pipeline: Pipeline | None = None,
+                    schema: DatasetSchema | None = None) -> Packaged:
+    """Package a model version as a BentoML model and a Bento, and record ``bento_tag`` on it."""
+    card = model_card(version)
+    bento_model_tag = find_bento_model(card)
+    if bento_model_tag is None:
+        if pipeline is None or schema is None:
+            pipeline, schema = load_version_artifacts(version)
+        bento_model_tag = save_bento_model(pipeline, schema, card)
+    bento_tag = build_bento(bento_model_tag, card)
+    log_version_metadata(version, {"bento_tag": bento_tag, "bento_model_tag": bento_model_tag,
+                                   "packaged_at": datetime.now(UTC).isoformat(timespec="seconds")})
+    return Packaged(model_version=card.model_version, bento_model_tag=bento_model_tag, bento_tag=bento_tag)
+
+
+# --------------------------------------------------------------------------- local deployment
+
+
+class DeploymentRecord(BaseModel):
+    """docs/contracts.md: the running local deployment, in ``StatePaths.deployment_file``."""
+
+    pid: int
+    url: str
+    host: str
+    port: int
+    bento_tag: str
+    model_version: str
+    started_at: str
+    log_file: str | None = None
+
+
+def read_record(paths: StatePaths) -> DeploymentRecord | None:
+    try:
+        return DeploymentRecord.model_validate_json(paths.deployment_file.read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        return None
+
+
+def _write_record(paths: StatePaths, record: DeploymentRecord) -> None:
+    paths.deployment_file.parent.mkdir(parents=True, exist_ok=True)
+    temporary = paths.deployment_file.with_suffix(".tmp")
+    temporary.write_text(record.model_dump_json(indent=2))
+    os.replace(temporary, paths.deployment_file)
+
+
+def _is_our_server(pid: int) -> bool:
+    """Whether ``pid`` is alive and a ``bentoml serve`` (not a recycled pid)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True  # no /proc (macOS): trust the record
+    return b"bentoml" in b" ".join(command) and b"serve" in command
+
+
+def running_deployment(paths: StatePaths) -> DeploymentRecord | None:
+    """The recorded deployment if its server is still alive; a stale record is removed."""
+    record = read_record(paths)
+    if record is None:
+        return None
+    if _is_our_server(record.pid):
+        return record
+    paths.deployment_file.unlink(missing_ok=True)
+    return None
+
+
+def _port_free(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _url(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        return False
+
+
+def start_service(paths: StatePaths, bento_tag: str, model_version: str, host: str = "127.0.0.1",
+                  port: int = 3000, timeout: float = READY_TIMEOUT,
+                  extra_env: dict[str, str] | None = None) -> DeploymentRecord:
+    """Start ``bentoml serve <bento_tag>`` in the background and wait until it is ready."""
+    if running_deployment(paths) is not None:
+        raise DeploymentError("a deployment is already running: stop it first (--stop)")
+    if not _port_free(host, port):
+        raise DeploymentError(f"port {port} on {host} is in use: choose another with --port")
+    log_dir = paths.home / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_file = log_dir / f"bentoml-serve-{port}.log"
+    env = {**os.environ, **environment(paths), **(extra_env or {})}
+    command = [sys.executable, "-m", "bentoml", "serve", bento_tag, "--host", host, "--port", str(port)]
+    with log_file.open("ab") as log:
+        log.write(f"\n=== {datetime.now(UTC).isoformat()} {' '.join(command)}\n".encode())
+        log.flush()
+        process = subprocess.Popen(command, cwd=paths.home, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+    url = _url(host, port)
+    deadline = time.monotonic() + timeout
+    while not _ready(url):
+        if process.poll() is not None:
+            raise DeploymentError(f"the service exited with code {process.returncode} before it was ready; "
+                                  f"last lines of {log_file}:\n{_tail(log_file)}")
+        if time.monotonic() > deadline:
+            _terminate(process.pid)
+            raise DeploymentError(f"the service was not ready after {timeout:.0f} s; see {log_file}")
+        time.sleep(0.25)
+    record = DeploymentRecord(pid=process.pid, url=url, host=host, port=port, bento_tag=bento_tag,
+                              model_version=model_version, log_file=str(log_file),
+                              started_at=datetime.now(UTC).isoformat(timespec="seconds"))
+    _write_record(paths, record)
+    return record
+
+
+def stop_service(paths: StatePaths) -> DeploymentRecord | None:
+    """Stop the recorded deployment (SIGTERM to its process group: BentoML shuts down
+    gracefully and the inference log is flushed); returns what was stopped."""
+    record = read_record(paths)
+    if record is None:
+        return None
+    if _is_our_server(record.pid):
+        _terminate(record.pid)
+    paths.deployment_file.unlink(missing_ok=True)
+    return record
+
+
+def _terminate(pid: int, timeout: float = STOP_TIMEOUT) -> None:
+    """SIGTERM the process group led by ``pid`` (our server and its workers), then SIGKILL."""
+    try:
+        group = os.getpgid(pid)
+    except ProcessLookupError:
+        return
+    if group != pid:  # not a group we created: signal the process alone
+        group = None
+    _signal(pid, group, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _group_alive(pid, group):
+            _reap(pid)
+            return
+        time.sleep(0.1)
+    _signal(pid, group, signal.SIGKILL)
+    _reap(pid)
+
+
+def _signal(pid: int, group: int | None, sig: signal.Signals) -> None:
+    try:
+        if group is not None:
+            os.killpg(group, sig)
+        else:
+            os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _group_alive(pid: int, group: int | None) -> bool:
+    try:
+        if group is not None:
+            os.killpg(group, 0)
+        else:
+            os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie leader (our own unreaped child) still counts as alive for kill(0).
+    return not _only_zombies(pid, group)
+
+
+def _only_zombies(pid: int, group: int | None) -> bool:
+    if group is None:
+        return _state(pid) in ("Z", None)
+    members = [p for p in _pids() if _pgid(p) == group]
+    return all(_state(p) in ("Z", None) for p in members)
+
+
+def _pids() -> list[int]:
+    try:
+        return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    except FileNotFoundError:
+        return []
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
+def _state(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return stat.rpartition(")")[2].split()[0]
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+# ---------------------------------------------------------------------------------- rollback
+
+
+@dataclass(frozen=True)
+class RollbackResult:
+    from_version: str
+    to_version: str
+    reason: str
+    at: str
+    packaged: Packaged
+
+
+def _stage(version: ModelVersionResponse) -> str | None:
+    stage = version.stage
+    return str(getattr(stage, "value", stage)) if stage else None
+
+
+def previous_production(
+    versions: list[ModelVersionResponse], current: ModelVersionResponse
+) -> ModelVersionResponse | None:
+    """The newest version older than ``current`` that served in production and was not itself
+    rolled back away from."""
+    for candidate in sorted(versions, key=lambda v: v.number, reverse=True):
+        if candidate.number >= current.number:
+            continue
+        metadata = candidate.run_metadata
+        was_production = metadata.get("verdict") == "promoted" or bool(metadata.get("bento_tag"))
+        if was_production and metadata.get("rollback_role") != "replaced":
+            return candidate
+    return None
+
+
+def rollback(to: str | None = None, reason: str | None = None, model_name: str = MODEL_NAME) -> RollbackResult:
+    """Make the previous production version (or ``to``) production again and archive the current one.
+
+    The target is packaged first, so a failure leaves every stage as it was. Reason and time
+    are recorded on both versions (``rollback_reason``, ``rollback_at``, ``rollback_role``).
+    """
+    from zenml.enums import ModelStages
+
+    try:
+        current = get_version(model_name, None)
+    except DeploymentError as error:
+        raise DeploymentError(f"nothing to roll back: {error}") from None
+    versions = list_versions(model_name)
+    if to is not None:
+        target = get_version(model_name, to)
+        if target.id == current.id:
+            raise DeploymentError(f"version {target.number} is already in production; nothing changed")
+    else:
+        target = previous_production(versions, current)
+        if target is None:
+            raise DeploymentError(
+                f"no earlier production version of '{model_name}' to roll back to from version "
+                f"{current.number}; nothing changed (choose one with --to VERSION, see `python run.py --models`)")
+    at = datetime.now(UTC).isoformat(timespec="seconds")
+    why = reason or "manual rollback"
+    packaged = package_version(target)
+    target.set_stage(ModelStages.PRODUCTION, force=True)
+    if _stage(get_version(model_name, str(current.number))) == "production":  # set_stage archives; be sure
+        current.set_stage(ModelStages.ARCHIVED, force=True)
+    log_version_metadata(current, {"rollback_reason": f"{why}: production rolled back to version {target.number}",
+                                   "rollback_at": at, "rollback_role": "replaced"})
+    log_version_metadata(target, {"rollback_reason": f"{why}: restored to production from version {current.number}",
+                                  "rollback_at": at, "rollback_role": "restored"})
+    return RollbackResult(from_version=str(current.number), to_version=str(target.number), reason=why, at=at,
+                          packaged=packaged)
+
+
+def switch_running_service(paths: StatePaths, packaged: Packaged) -> DeploymentRecord | None:
+    """Restart a running local deployment on another Bento, same host and port."""
+    record = running_deployment(paths)
+    if record is None:
+        return None
+    stop_service(paths)
+    return start_service(paths, packaged.bento_tag, packaged.model_version, record.host, record.port)
+
+
+def describe_record(record: DeploymentRecord) -> str:
+    return json.dumps(record.model_dump(), indent=2)

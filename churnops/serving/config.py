@@ -1,0 +1,69 @@
+"""Serving configuration: ``configs/serving.yaml`` plus a few environment overrides."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from churnops.settings import CONFIGS_DIR, StatePaths
+
+CONFIG_ENV = "CHURNOPS_SERVING_CONFIG"
+LOG_SWITCH_ENV = "CHURNOPS_INFERENCE_LOG"
+LOG_DIR_ENV = "CHURNOPS_INFERENCE_LOG_DIR"
+DEFAULT_CONFIG = CONFIGS_DIR / "serving.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServiceOptions(_Strict):
+    workers: int = Field(1, ge=1)
+    timeout_seconds: float = Field(30, gt=0)
+    access_log: bool = True
+
+
+class Limits(_Strict):
+    max_body_bytes: int = Field(64 * 2**20, ge=1024)
+    max_predict_customers: int = Field(1000, ge=1)
+    max_batch_rows: int = Field(100_000, ge=1)
+
+
+class InferenceLogOptions(_Strict):
+    enabled: bool = True
+    directory: str | None = None
+    flush_rows: int = Field(50_000, ge=1)
+    flush_seconds: float = Field(2.0, gt=0)
+    max_pending_rows: int = Field(1_000_000, ge=1)
+
+    def resolved_directory(self, paths: StatePaths) -> Path:
+        chosen = os.environ.get(LOG_DIR_ENV) or self.directory
+        return Path(chosen).expanduser().resolve() if chosen else paths.inference_log_dir
+
+
+class PseudonymOptions(_Strict):
+    salt_env: str = "CHURNOPS_CUSTOMER_SALT"
+    salt_file: str = "secrets/customer_salt"
+
+
+class ServingConfig(_Strict):
+    service: ServiceOptions = Field(default_factory=ServiceOptions)
+    limits: Limits = Field(default_factory=Limits)
+    inference_log: InferenceLogOptions = Field(default_factory=InferenceLogOptions)
+    pseudonymisation: PseudonymOptions = Field(default_factory=PseudonymOptions)
+
+
+def load_serving_config(path: str | os.PathLike[str] | None = None) -> ServingConfig:
+    """Read the serving config; ``CHURNOPS_INFERENCE_LOG=off`` switches the log off."""
+    chosen = Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+    data = yaml.safe_load(chosen.read_text()) if chosen.is_file() else {}
+    config = ServingConfig.model_validate(data or {})
+    switch = os.environ.get(LOG_SWITCH_ENV, "").strip().lower()
+    if switch in {"off", "false", "0", "no"}:
+        config.inference_log.enabled = False
+    elif switch in {"on", "true", "1", "yes"}:
+        config.inference_log.enabled = True
+    return config

@@ -1,0 +1,87 @@
+"""What a packaged model is: the files inside a BentoML model folder, and its card.
+
+``churnops.deployment`` writes them into the BentoML model store; the service reads them.
+Keeping the format here (without BentoML) lets both sides and the tests share it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import joblib
+from pydantic import BaseModel, Field
+from sklearn.pipeline import Pipeline
+
+from churnops.dataset_schema import DatasetSchema
+
+PIPELINE_FILE = "pipeline.joblib"
+SCHEMA_FILE = "dataset_schema.json"
+CARD_FILE = "model_card.json"
+METRIC_KEYS = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "brier")
+
+
+class ModelCard(BaseModel):
+    """Who the packaged model is: its Model Control Plane identity, threshold and metrics."""
+
+    model_name: str
+    model_version: str
+    model_version_id: str | None = None
+    stage: str | None = None
+    threshold: float = Field(ge=0, le=1)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    trained_at: str | None = None
+    dataset: str
+    data_hash: str | None = None
+    estimator: str | None = None
+    packaged_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    def labels(self) -> dict[str, str]:
+        """BentoML labels (strings only) for ``bentoml models list`` and lookups."""
+        labels = {
+            "zenml_model": self.model_name,
+            "zenml_version": self.model_version,
+            "stage": self.stage or "none",
+            "threshold": f"{self.threshold:.6f}",
+            "dataset": self.dataset,
+        }
+        if self.model_version_id:
+            labels["zenml_version_id"] = self.model_version_id
+        if self.data_hash:
+            labels["data_hash"] = self.data_hash[:16]
+        for key in ("f1", "roc_auc"):
+            if key in self.metrics:
+                labels[key] = f"{self.metrics[key]:.4f}"
+        return labels
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    pipeline: Pipeline
+    schema: DatasetSchema
+    card: ModelCard
+
+
+def write_model_files(folder: Path, pipeline: Pipeline, schema: DatasetSchema, card: ModelCard) -> None:
+    folder = Path(folder)
+    joblib.dump(pipeline, folder / PIPELINE_FILE)
+    (folder / SCHEMA_FILE).write_text(schema.model_dump_json(indent=2))
+    (folder / CARD_FILE).write_text(card.model_dump_json(indent=2))
+
+
+def read_schema(folder: Path) -> DatasetSchema:
+    return DatasetSchema.model_validate_json((Path(folder) / SCHEMA_FILE).read_text())
+
+
+def read_card(folder: Path) -> ModelCard:
+    return ModelCard.model_validate(json.loads((Path(folder) / CARD_FILE).read_text()))
+
+
+def read_model_files(folder: Path) -> PackagedModel:
+    folder = Path(folder)
+    pipeline = joblib.load(folder / PIPELINE_FILE)
+    if not hasattr(pipeline, "predict_proba"):
+        raise TypeError(f"{folder / PIPELINE_FILE} holds a {type(pipeline).__name__}, not a classifier pipeline")
+    return PackagedModel(pipeline=pipeline, schema=read_schema(folder), card=read_card(folder))

@@ -1,0 +1,190 @@
+"""Everything the service does per request, without BentoML: parse, score, log, answer.
+
+``bento/service.py`` holds one :class:`ServingRuntime` per worker and turns its results and
+:class:`RequestError` into HTTP responses.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from churnops.serving.compiled import Scorer, compile_pipeline
+from churnops.serving.config import ServingConfig
+from churnops.serving.contract import (
+    REQUEST_ID_FIELD,
+    FeatureBatch,
+    ModelInfo,
+    RequestContract,
+    RequestError,
+    customer_struct,
+)
+from churnops.serving.inference_log import InferenceLogWriter
+from churnops.serving.packaging import ModelCard, read_model_files
+from churnops.serving.pseudonym import load_salt
+from churnops.settings import StatePaths
+
+logger = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "x-request-id"
+CSV_TYPES = {"text/csv", "application/csv"}
+
+
+@dataclass(frozen=True)
+class Answer:
+    body: bytes
+    request_id: str
+    probabilities: np.ndarray
+    labels: np.ndarray
+
+
+class ServingRuntime:
+    def __init__(self, model_folder: Path, bento_model: str, config: ServingConfig, paths: StatePaths) -> None:
+        packaged = read_model_files(model_folder)
+        self.card: ModelCard = packaged.card
+        self.schema = packaged.schema
+        self.config = config
+        self.bento_model = bento_model
+        self.threshold = float(self.card.threshold)
+        self.contract = RequestContract(self.schema, config.limits.max_predict_customers,
+                                        config.limits.max_batch_rows)
+        self.scorer: Scorer = compile_pipeline(packaged.pipeline, self.schema)
+        self._csv_struct = customer_struct(self.contract.rules)
+        self.log: InferenceLogWriter | None = None
+        self.log_directory: Path | None = None
+        options = config.inference_log
+        if options.enabled:
+            self.log_directory = options.resolved_directory(paths)
+            salt = None
+            if self.schema.id_column:
+                pseudonym = config.pseudonymisation
+                salt = load_salt(paths, pseudonym.salt_env, pseudonym.salt_file)
+            self.log = InferenceLogWriter(
+                self.log_directory, self.schema, self.card.model_name, self.card.model_version, salt,
+                flush_rows=options.flush_rows, flush_seconds=options.flush_seconds,
+                max_pending_rows=options.max_pending_rows,
+            )
+        # The fields every answer repeats, serialised once.
+        self._common = {"threshold": self.threshold, "model_name": self.card.model_name,
+                        "model_version": self.card.model_version}
+        logger.info("serving %s version %s (%s); inference path: %s; inference log: %s",
+                    self.card.model_name, self.card.model_version, bento_model, self.scorer.path,
+                    self.log_directory or "off")
+
+    # -- endpoints
+    def predict(self, body: bytes, header_request_id: str | None) -> Answer:
+        batch, many = self.contract.parse_predict(body)
+        base = _request_id(header_request_id)
+        ids = _row_ids(batch.request_ids, base, many)
+        probabilities, labels = self._score(batch, ids)
+        results = [
+            {"request_id": rid, "churn_probability": p, "label": label, **self._common}
+            for rid, p, label in zip(ids, probabilities.tolist(), labels.tolist(), strict=True)
+        ]
+        payload = results if many else results[0]
+        return Answer(json.dumps(payload).encode(), base, probabilities, labels)
+
+    def predict_batch(self, body: bytes, content_type: str, header_request_id: str | None) -> Answer:
+        if content_type in CSV_TYPES:
+            batch = self._parse_csv(body)
+        elif content_type in ("application/json", ""):
+            batch = self.contract.parse_batch(body)
+        else:
+            raise RequestError(415, f"unsupported Content-Type '{content_type}'",
+                               [{"loc": ["header", "content-type"], "type": "unsupported_media_type",
+                                 "msg": "send application/json (an array of records) or text/csv"}])
+        base = _request_id(header_request_id)
+        ids = _row_ids(batch.request_ids, base, True)
+        probabilities, labels = self._score(batch, ids)
+        payload = {"request_id": base, **self._common, "rows": len(ids), "request_ids": ids,
+                   "churn_probability": probabilities.tolist(), "label": labels.tolist()}
+        return Answer(json.dumps(payload).encode(), base, probabilities, labels)
+
+    def model_info(self) -> ModelInfo:
+        card = self.card
+        features = {name: self.contract.rules.describe(name) for name in self.schema.feature_names}
+        return ModelInfo(
+            model_name=card.model_name, model_version=card.model_version, stage=card.stage,
+            trained_at=card.trained_at, threshold=self.threshold, metrics=card.metrics,
+            estimator=card.estimator, dataset=card.dataset, data_hash=card.data_hash, features=features,
+            bento_model=self.bento_model, inference_path=self.scorer.path,
+            inference_log=str(self.log_directory) if self.log_directory else None,
+        )
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
+
+    # -- internals
+    def _score(self, batch: FeatureBatch, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        probabilities = self.scorer(batch)
+        labels = (probabilities >= self.threshold).astype(np.int64)
+        if self.log is not None:
+            self.log.append(batch, ids, probabilities, labels, time.time_ns())
+        return probabilities, labels
+
+    def _parse_csv(self, body: bytes) -> FeatureBatch:
+        rules = self.contract.rules
+        text_columns = [*rules.categorical_names, REQUEST_ID_FIELD] + ([rules.id_column] if rules.id_column else [])
+        options = pacsv.ConvertOptions(
+            column_types={**{n: pa.float64() for n in rules.numeric_names}, **{n: pa.string() for n in text_columns}},
+            strings_can_be_null=True, null_values=[""],
+        )
+        try:
+            table = pacsv.read_csv(pa.py_buffer(body), convert_options=options)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+            raise RequestError(400, "invalid CSV", [{"loc": ["body"], "msg": str(error).splitlines()[0],
+                                                      "type": "csv_invalid"}]) from None
+        if table.num_rows == 0:
+            raise RequestError(400, "CSV has no rows", [{"loc": ["body"], "msg": "at least one row is required",
+                                                          "type": "too_short"}])
+        if table.num_rows > self.contract.max_batch_rows:
+            raise RequestError(400, "too many rows", [{"loc": ["body"], "type": "too_long",
+                                                       "msg": f"at most {self.contract.max_batch_rows} rows"}])
+        rows = [{k: v for k, v in row.items() if v is not None or k not in (REQUEST_ID_FIELD, rules.id_column)}
+                for row in table.to_pylist()]
+        try:
+            records = msgspec.convert(rows, type=list[self._csv_struct])
+        except msgspec.ValidationError as error:
+            raise RequestError(400, "invalid CSV value", [_msgspec_detail(str(error))]) from None
+        numeric = np.array([[getattr(r, n) for n in rules.numeric_names] for r in records], dtype=np.float64)
+        if numeric.size and not np.isfinite(numeric[~np.isnan(numeric)]).all():
+            raise RequestError(400, "invalid CSV value", [{"loc": ["body"], "type": "finite_number",
+                                                           "msg": "numbers must be finite"}])
+        return self.contract.to_batch(records)
+
+
+def _msgspec_detail(message: str) -> dict[str, Any]:
+    """``Expected ... - at `$[3].age``` -> {"loc": [3, "age"], "msg": ...}."""
+    text, _, where = message.partition(" - at `")
+    loc: list[Any] = []
+    for part in where.rstrip("`").removeprefix("$").replace("]", "").replace("[", ".").split("."):
+        if part:
+            loc.append(int(part) if part.isdigit() else part)
+    return {"loc": loc or ["body"], "msg": text, "type": "value_error"}
+
+
+def _request_id(header: str | None) -> str:
+    if header is None or header == "":
+        return uuid.uuid4().hex
+    if len(header) > 128 or not header.isprintable():
+        raise RequestError(400, "invalid X-Request-ID header",
+                           [{"loc": ["header", REQUEST_ID_HEADER], "type": "string_too_long",
+                             "msg": "at most 128 printable characters"}])
+    return header
+
+
+def _row_ids(own: list[str | None], base: str, many: bool) -> list[str]:
+    if not many:
+        return [own[0] or base]
+    return [rid or f"{base}-{i}" for i, rid in enumerate(own)]
