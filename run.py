@@ -2,7 +2,7 @@
 
     python run.py --pipeline training [--config PATH] [--data synthetic|telco|PATH] [--rows N]
     python run.py --pipeline deploy [--version N] [--serve | --stop]
-    python run.py --pipeline rollback [--to VERSION]
+    python run.py --pipeline rollback [--to VERSION] [--reason TEXT]
     python run.py --pipeline monitoring [--window-hours H | --last N]
     python run.py --pipeline simulate --requests N [--drift none|low|high] [--feedback]
     python run.py --models | --feedback FILE | --stack NAME
@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     deploy = parser.add_argument_group("deploy / rollback")
     deploy.add_argument("--version", metavar="N", help="model version to deploy (default: production)")
     deploy.add_argument("--to", metavar="VERSION", help="version to roll back to (default: the previous production)")
+    deploy.add_argument("--reason", metavar="TEXT", help="why: recorded on both versions of a rollback")
     serving = deploy.add_mutually_exclusive_group()
     serving.add_argument("--serve", action="store_true", help="start the service in the background")
     serving.add_argument("--stop", action="store_true", help="stop the running local deployment")
