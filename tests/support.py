@@ -27,10 +27,10 @@ _MODEL_VERSIONS_SCRIPT = """
 import json
 from zenml.client import Client
 out = []
-for v in Client().list_model_versions(model="churn_classifier", size=100):
-    out.append({"number": v.number, "stage": str(v.stage.value) if v.stage else None,
-                "metadata": {k: v for k, v in v.run_metadata.items()},
-                "artifacts": sorted(v.data_artifact_ids) + sorted(v.model_artifact_ids)})
+for version in Client().list_model_versions(model="churn_classifier", size=100):
+    out.append({"number": version.number, "stage": str(version.stage.value) if version.stage else None,
+                "metadata": dict(version.run_metadata),
+                "artifacts": sorted(version.data_artifact_ids) + sorted(version.model_artifact_ids)})
 print("JSON:" + json.dumps(out, default=str))
 """
 
@@ -39,7 +39,9 @@ def model_versions(paths: StatePaths) -> list[dict[str, Any]]:
     """Model versions of ``churn_classifier`` in the ZenML store of ``paths``, oldest first."""
     env = {**os.environ, **environment(paths)}
     result = subprocess.run([sys.executable, "-c", _MODEL_VERSIONS_SCRIPT], cwd=PROJECT_ROOT, env=env,
-                            capture_output=True, text=True, timeout=300, check=True)
+                            capture_output=True, text=True, timeout=300)
+    if result.returncode:
+        raise RuntimeError(f"querying model versions failed:\n{result.stderr[-3000:]}")
     line = next(line for line in result.stdout.splitlines() if line.startswith("JSON:"))
     return sorted(json.loads(line[5:]), key=lambda v: v["number"])
 

@@ -4,6 +4,8 @@ from typing import Annotated, Any
 import mlflow
 from mlflow.models import infer_signature
 import pandas as pd
+from skops.io import dumps as skops_dumps
+from skops.io import get_untrusted_types
 from sklearn.pipeline import Pipeline
 from zenml import ArtifactConfig, log_metadata, step
 from zenml.enums import ArtifactType
@@ -42,9 +44,11 @@ def train_model(
     mlflow.log_metrics({"decision_threshold": summary.threshold, "cv_f1_at_threshold": summary.threshold_cv_f1,
                         **{f"cv_{spec.selection_metric}_{c.name}": c.cv_score for c in summary.candidates}})
     example = features.head(5).astype({c: float for c in dataset_schema.numeric_names})
-    # MLflow 3 serialises sklearn with skops, which must be told the encoder's dtype is safe.
+    # MLflow 3 serialises sklearn with skops, which refuses types it cannot vouch for (numpy
+    # dtypes, tree node arrays). This model was built in this step, so its own types are trusted.
+    trusted = get_untrusted_types(data=skops_dumps(pipeline))
     mlflow.sklearn.log_model(pipeline, name="churn_classifier", pip_requirements=MLFLOW_MODEL_REQUIREMENTS,
-                             skops_trusted_types=["numpy.dtype"], signature=infer_signature(
+                             skops_trusted_types=trusted, signature=infer_signature(
                                  example, pipeline.predict_proba(example)[:, 1]))
 
     metadata = {"decision_threshold": summary.threshold, "estimator": chosen.name,
