@@ -134,7 +134,8 @@ def list_partitions(log_dir: Path) -> list[tuple[date, list[Path]]]:
     for folder in log_dir.iterdir():
         day = partition_date(folder) if folder.is_dir() else None
         if day is not None:
-            partitions.append((day, sorted(folder.glob("*.parquet"))))
+            # Dot-names are files a writer has not finished (it renames them when done).
+            partitions.append((day, sorted(f for f in folder.glob("*.parquet") if not f.name.startswith("."))))
     return sorted(partitions)
 
 
@@ -236,6 +237,27 @@ def read_window(log_dir: Path, window: WindowSpec, now: datetime | None = None) 
         versions = frame["model_version"].astype(str).value_counts()
         summary.model_versions = {str(k): int(v) for k, v in versions.items()}
     return frame, summary
+
+
+def window_has_rows(log_dir: Path, window: WindowSpec, now: datetime | None = None) -> bool:
+    """A cheap look (timestamps only) whether the window can hold any prediction."""
+    end = now or datetime.now(UTC)
+    start = end - timedelta(hours=window.hours) if window.hours is not None else None
+    for day, files in reversed(list_partitions(log_dir)):
+        if start is not None and not (start.date() <= day <= end.date()):
+            continue
+        for path in files:
+            try:
+                stamps = pd.to_datetime(pq.read_table(path, columns=["timestamp"]).column(0).to_pandas(),
+                                        utc=True, errors="coerce")
+            except (OSError, KeyError, pa.ArrowException):
+                continue
+            inside = stamps <= pd.Timestamp(end)
+            if start is not None:
+                inside &= stamps > pd.Timestamp(start)
+            if inside.any():
+                return True
+    return False
 
 
 def conform_features(frame: pd.DataFrame, schema: DatasetSchema) -> tuple[pd.DataFrame, SchemaCheck]:

@@ -1,0 +1,19 @@
+from steps.monitoring.build_evidently_reports import build_evidently_reports
+from steps.monitoring.decide_action import decide_action
+from steps.monitoring.detect_feature_drift import detect_feature_drift
+from steps.monitoring.detect_output_drift import detect_output_drift
+from steps.monitoring.load_feedback import load_feedback
+from steps.monitoring.load_inference_window import load_inference_window
+from steps.monitoring.score_live_performance import score_live_performance
+from steps.monitoring.send_alert import send_alert
+
+__all__ = [
+    "build_evidently_reports",
+    "decide_action",
+    "detect_feature_drift",
+    "detect_output_drift",
+    "load_feedback",
+    "load_inference_window",
+    "score_live_performance",
+    "send_alert",
+]

@@ -1,0 +1,224 @@
+"""``python run.py --pipeline monitoring``: watch the production model, act on what is found.
+
+1. Check that a production version with its training artifacts exists, and that the window
+   holds predictions (an empty window is a message, not a failure).
+2. Run the ``churn_monitoring`` pipeline: it reads the window, measures drift and live
+   performance, decides (nothing / alert / retrain), records the figures on the run and on
+   the model version, and sends the alert.
+3. Continuous training lives here, after the pipeline: when the decision is ``retrain``
+   (``retrain_on_drift: true``), the retraining table is built (labelled production rows plus
+   a sample of the production version's training rows) and the ordinary training pipeline
+   runs on it, through the same gate and champion/challenger comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from churnops.commands import UserError
+from churnops.dataset_schema import DatasetSchema
+from churnops.monitoring.inference_log import WindowSpec, window_has_rows
+from churnops.monitoring.report import MonitoringReport, format_console
+from churnops.monitoring.retraining import RetrainingData, RetrainingSettings
+from churnops.run_config import ConfigError, default_config, load_config, write_resolved
+from churnops.settings import PROJECT_ROOT, StatePaths
+
+REQUIRED_ARTIFACTS = ("dataset_schema", "reference_profile", "test_predictions", "train_set")
+TRAIN_FIRST = "python run.py --pipeline training"
+
+
+def monitoring_dir(paths: StatePaths) -> Path:
+    return paths.home / "monitoring"
+
+
+def inference_log_dir(paths: StatePaths) -> Path:
+    """Where the service writes its log (configs/serving.yaml or its environment override)."""
+    from churnops.serving.config import load_serving_config
+
+    return load_serving_config().inference_log.resolved_directory(paths)
+
+
+def resolve_config(config: dict[str, Any], paths: StatePaths, *, window_hours: float | None = None,
+                   last: int | None = None, no_cache: bool = False) -> tuple[dict[str, Any], RetrainingSettings]:
+    """Split off the ``retraining`` section, apply the window overrides and the state paths."""
+    resolved = copy.deepcopy(config)
+    try:
+        retraining = RetrainingSettings.model_validate(resolved.pop("retraining", None) or {})
+    except ValueError as error:
+        raise UserError(f"configs/monitoring.yaml: retraining: {error}") from error
+    params = resolved.setdefault("parameters", {})
+    if window_hours is not None:
+        params["window_hours"], params["last"] = window_hours, None
+    elif last is not None:
+        params["window_hours"], params["last"] = None, last
+    try:
+        WindowSpec(hours=params.get("window_hours"), last=params.get("last"))
+    except ValueError as error:
+        raise UserError(f"monitoring window: {error} (set parameters.window_hours or parameters.last)") from error
+    params["log_dir"] = str(Path(params.get("log_dir") or inference_log_dir(paths)).expanduser())
+    params["feedback_path"] = str(Path(params.get("feedback_path") or paths.feedback_log).expanduser())
+    params["alert_log"] = str(Path(params.get("alert_log") or monitoring_dir(paths) / "alerts.jsonl").expanduser())
+    if no_cache:
+        resolved["enable_cache"] = False
+    return resolved, retraining
+
+
+def require_production(model_name: str) -> Any:
+    """The production version, with every artifact monitoring needs, or a clear UserError."""
+    from zenml.client import Client
+    from zenml.enums import ModelStages
+
+    try:
+        version = Client().get_model_version(model_name, ModelStages.PRODUCTION)
+    except KeyError:
+        raise UserError(f"no production version of model '{model_name}' to monitor: run `{TRAIN_FIRST}` first "
+                        "(a version that passes the gate is promoted to production)") from None
+    missing = [name for name in REQUIRED_ARTIFACTS if version.get_artifact(name) is None]
+    if missing:
+        raise UserError(f"production version {version.number} of '{model_name}' has no {', '.join(missing)} "
+                        f"artifact (missing reference data): retrain with `{TRAIN_FIRST}`, which records them")
+    return version
+
+
+def _step_output(run: Any, step: str, name: str) -> Any:
+    outputs = run.steps[step].outputs[name]
+    return (outputs[0] if isinstance(outputs, list) else outputs).load()
+
+
+def export_reports(run: Any, folder: Path) -> dict[str, str]:
+    """Copy the HTML reports of ``run`` to ``folder`` for a browser without the dashboard."""
+    folder.mkdir(parents=True, exist_ok=True)
+    drift = _step_output(run, "build_evidently_reports", "data_drift_report")
+    summary = _step_output(run, "build_evidently_reports", "data_summary_report")
+    from churnops.monitoring.report import render_report
+
+    report = _step_output(run, "decide_action", "monitoring_report")
+    files = {"monitoring_report": render_report(report), "data_drift_report": drift.html,
+             "data_summary_report": summary.html}
+    written = {}
+    for name, page in files.items():
+        path = folder / f"{name}.html"
+        path.write_text(page)
+        written[name] = str(path)
+    return written
+
+
+def labelled_production_rows(log_dir: Path, feedback_path: Path, schema: DatasetSchema,
+                             settings: RetrainingSettings) -> Any:
+    from churnops.monitoring.feedback import join_outcomes, read_feedback
+    from churnops.monitoring.inference_log import conform_features, read_window
+    from churnops.monitoring.retraining import production_training_rows
+
+    frame, _ = read_window(log_dir, WindowSpec(hours=settings.production_days * 24))
+    frame, _ = conform_features(frame, schema)
+    joined = join_outcomes(frame, read_feedback(feedback_path))
+    return production_training_rows(joined[joined["outcome"].notna()], schema, settings.max_production_rows)
+
+
+def build_retraining_data(model_version: Any, params: dict[str, Any], settings: RetrainingSettings,
+                          paths: StatePaths) -> RetrainingData:
+    """Labelled production rows plus the production version's training rows, written for training."""
+    import pandas as pd
+
+    from churnops.monitoring.retraining import write_training_table
+
+    schema: DatasetSchema = model_version.get_artifact("dataset_schema").load()
+    reference = pd.concat([model_version.get_artifact("train_set").load(),
+                           model_version.get_artifact("test_set").load()], ignore_index=True)
+    production = labelled_production_rows(Path(params["log_dir"]), Path(params["feedback_path"]), schema, settings)
+    folder = paths.home / "retraining" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return write_training_table(reference, production, schema, settings, folder)
+
+
+def retrain(model_version: Any, params: dict[str, Any], settings: RetrainingSettings,
+            paths: StatePaths) -> dict[str, Any]:
+    """Run the training pipeline on fresh data; return what happened (flat)."""
+    from churnops.commands.training import run_training
+    from churnops.validation import DataValidationError
+
+    data = build_retraining_data(model_version, params, settings, paths)
+    print(f"\nRetraining on {data.rows:,} rows: {data.production_rows:,} labelled production rows + "
+          f"{data.reference_rows:,} rows of version {model_version.number}'s training data ({data.data_path})")
+    outcome: dict[str, Any] = {"retrain_triggered": True, "retraining_rows": data.rows,
+                               "retraining_production_rows": data.production_rows,
+                               "retraining_data": data.data_path}
+    try:
+        summary = run_training(PROJECT_ROOT / settings.training_config, paths, data=data.data_path,
+                               schema=Path(data.schema_path))
+    except DataValidationError as error:
+        print(f"\n{error}\n\nThe retraining data failed validation: nothing was trained or promoted.")
+        return {**outcome, "retrained_version": None, "retrained_verdict": "validation_failed"}
+    from churnops.summary import format_console as training_console
+
+    print("\n" + training_console(summary))
+    return {**outcome, "retrained_version": summary["model_version"], "retrained_verdict": summary["verdict"],
+            "retrained_stage": summary["stage"], "retrained_f1": summary["f1"],
+            "retraining_run": summary["run_name"]}
+
+
+def run_monitoring(config_path: Path, paths: StatePaths, *, window_hours: float | None = None,
+                   last: int | None = None, no_cache: bool = False) -> dict[str, Any]:
+    """The whole command: checks, pipeline, console report, retraining. Returns the flat summary."""
+    try:
+        config = load_config(config_path)
+    except ConfigError as error:
+        raise UserError(str(error)) from error
+    resolved, retraining = resolve_config(config, paths, window_hours=window_hours, last=last, no_cache=no_cache)
+    params = resolved["parameters"]
+    model_name = resolved.get("model", {}).get("name", "churn_classifier")
+    version = require_production(model_name)
+    window = WindowSpec(hours=params.get("window_hours"), last=params.get("last"))
+    if not window_has_rows(Path(params["log_dir"]), window):
+        message = (f"empty window: no predictions logged in the {window.describe()} under {params['log_dir']}; "
+                   "nothing to monitor. Send traffic first (python run.py --pipeline simulate --requests 500) "
+                   "or widen the window (--window-hours H, --last N).")
+        print(f"Monitoring {model_name} v{version.number}: {message}")
+        return {"model_name": model_name, "model_version": str(version.number), "window": window.describe(),
+                "window_rows": 0, "drift_share": None, "drifted_features": [], "alert_count": 0,
+                "action": "none", "message": message, "run_name": None}
+
+    from pipelines.monitoring import monitoring_pipeline
+
+    run = monitoring_pipeline.with_options(config_path=str(write_resolved(resolved, "monitoring", paths)))()
+    from zenml.client import Client
+
+    run = Client().get_pipeline_run(run.id)
+    report: MonitoringReport = _step_output(run, "decide_action", "monitoring_report")
+    delivery = _step_output(run, "send_alert", "alert_delivery")
+    print("\n" + format_console(report))
+    if delivery.raised:
+        where = ", ".join(delivery.channels)
+        print(f"\n  Alert sent ({where}); alert log {delivery.alert_log}"
+              + (f"; webhook {delivery.webhook_status}" if delivery.webhook_url else ""))
+    reports = export_reports(run, monitoring_dir(paths) / "reports" / run.name)
+    print(f"\n  Reports: {reports['monitoring_report']}\n           {reports['data_drift_report']}\n"
+          f"           {reports['data_summary_report']}\n  ZenML    run {run.name} (make dashboard to browse)")
+    summary: dict[str, Any] = {"model_name": model_name, "model_version": report.decision.model_version,
+                               **report.decision.key_figures(), "reasons": report.decision.reasons,
+                               "run_name": run.name, "run_id": str(run.id), "alert_channels": delivery.channels,
+                               "reports": reports, "retrain_triggered": False}
+    if report.decision.action == "retrain":
+        outcome = retrain(version, params, retraining, paths)
+        summary.update(outcome)
+        from zenml import log_metadata
+
+        log_metadata(metadata={k: v for k, v in outcome.items() if v is not None}, run_id_name_or_prefix=run.id)
+    elif report.decision.retrain_recommended:
+        print("\n  Retraining is recommended but not configured: set parameters.retrain_on_drift: true in "
+              "configs/monitoring.yaml, or run `python run.py --pipeline training` yourself.")
+    return summary
+
+
+def run(args: argparse.Namespace, paths: StatePaths) -> int:
+    config = args.config or default_config("monitoring")
+    summary = run_monitoring(config, paths, window_hours=args.window_hours, last=args.last, no_cache=args.no_cache)
+    if args.summary_json:
+        args.summary_json.parent.mkdir(parents=True, exist_ok=True)
+        args.summary_json.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        print(f"\nSummary written to {args.summary_json}")
+    return 0

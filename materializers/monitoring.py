@@ -1,0 +1,190 @@
+"""Materializers for the monitoring pipeline's own types: JSON storage, HTML visualization, key metadata.
+
+Evidently reports are stored as their self-contained HTML page (which is also the dashboard
+visualization), their JSON snapshot and a small JSON of the figures read from it. Every other
+type is one readable JSON document plus a rendered HTML page. No pickles anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+from zenml.enums import ArtifactType, VisualizationType
+from zenml.materializers.base_materializer import BaseMaterializer
+from zenml.materializers.pydantic_materializer import PydanticMaterializer
+from zenml.metadata.metadata_types import MetadataType
+
+from churnops import html
+from churnops.monitoring import report as render
+from churnops.monitoring.alerts import AlertDelivery
+from churnops.monitoring.decision import MonitoringDecision
+from churnops.monitoring.drift import DataDriftResult, PredictionDrift
+from churnops.monitoring.evidently_reports import EvidentlyReport
+from churnops.monitoring.inference_log import LogReadSummary, SchemaCheck
+from churnops.monitoring.performance import LivePerformance
+from churnops.monitoring.report import MonitoringReport
+
+VISUALIZATION_FILE = "report.html"
+
+
+class EvidentlyReportMaterializer(BaseMaterializer):
+    ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (EvidentlyReport,)
+    ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.DATA_ANALYSIS
+    HTML_FILE: ClassVar[str] = "report.html"
+    SNAPSHOT_FILE: ClassVar[str] = "snapshot.json"
+    FIGURES_FILE: ClassVar[str] = "figures.json"
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.uri, name)
+
+    def load(self, data_type: type[Any]) -> EvidentlyReport:
+        with self.artifact_store.open(self._path(self.FIGURES_FILE), "r") as handle:
+            figures = json.load(handle)
+        with self.artifact_store.open(self._path(self.SNAPSHOT_FILE), "r") as handle:
+            snapshot = json.load(handle)
+        with self.artifact_store.open(self._path(self.HTML_FILE), "r") as handle:
+            page = handle.read()
+        return EvidentlyReport(html=page, snapshot=snapshot, **figures)
+
+    def save(self, data: EvidentlyReport) -> None:
+        with self.artifact_store.open(self._path(self.FIGURES_FILE), "w") as handle:
+            handle.write(data.model_dump_json(exclude={"html", "snapshot"}, indent=2))
+        with self.artifact_store.open(self._path(self.SNAPSHOT_FILE), "w") as handle:
+            json.dump(data.snapshot, handle)
+        with self.artifact_store.open(self._path(self.HTML_FILE), "w") as handle:
+            handle.write(data.html)
+
+    def save_visualizations(self, data: EvidentlyReport) -> dict[str, VisualizationType]:
+        # The stored page is the visualization: no second copy of a multi-megabyte file.
+        return {self._path(self.HTML_FILE): VisualizationType.HTML}
+
+    def extract_metadata(self, data: EvidentlyReport) -> dict[str, MetadataType]:
+        figures: dict[str, MetadataType] = {"report": data.kind, "window_rows": data.window_rows,
+                                            "report_rows": data.current_rows, "sampled": data.sampled}
+        if data.drift_share is not None:
+            figures["drift_share"] = data.drift_share
+            figures["drifted_columns"] = data.drifted_columns
+        return figures
+
+
+class _JsonHtmlMaterializer(PydanticMaterializer):
+    """A pydantic type as JSON, with ``render`` (HTML page) and ``key_figures`` (metadata)."""
+
+    SKIP_REGISTRATION: ClassVar[bool] = True
+    ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.DATA_ANALYSIS
+
+    def render(self, data: Any) -> str:
+        raise NotImplementedError
+
+    def key_figures(self, data: Any) -> dict[str, MetadataType]:
+        return {}
+
+    def save_visualizations(self, data: BaseModel) -> dict[str, VisualizationType]:
+        uri = os.path.join(self.uri, VISUALIZATION_FILE)
+        with self.artifact_store.open(uri, "w") as handle:
+            handle.write(self.render(data))
+        return {uri: VisualizationType.HTML}
+
+    def extract_metadata(self, data: BaseModel) -> dict[str, MetadataType]:
+        return {**super().extract_metadata(data), **self.key_figures(data)}
+
+
+class LogReadSummaryMaterializer(_JsonHtmlMaterializer):
+    SKIP_REGISTRATION: ClassVar[bool] = False
+    ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (LogReadSummary,)
+
+    def render(self, data: LogReadSummary) -> str:
+        return html.page("Inference log window", render.render_log_summary(data))
+
+    def key_figures(self, data: LogReadSummary) -> dict[str, MetadataType]:
+        return {"window": data.window, "window_rows": data.rows_in_window, "files_read": data.files_read,
+                "files_skipped": data.files_skipped, "malformed_records": data.rows_malformed}
+
+
+class SchemaCheckMaterializer(_JsonHtmlMaterializer):
+    SKIP_REGISTRATION: ClassVar[bool] = False
+    ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (SchemaCheck,)
+
+    def render(self, data: SchemaCheck) -> str:
+        return html.page("Inference log vs model schema", render.render_schema_check(data))
+
+    def key_figures(self, data: SchemaCheck) -> dict[str, MetadataType]:
+        return {"schema_issues": len(data.blocking_issues), "missing_features": data.missing_features}
+
+
+class DataDriftResultMaterializer(_JsonHtmlMaterializer):
+    SKIP_REGISTRATION: ClassVar[bool] = False
+    ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (DataDriftResult,)
+
+    def render(self, data: DataDriftResult) -> str:
+        return html.page("Data drift against the training profile", render.render_data_drift(data))
+
+    def key_figures(self, data: DataDriftResult) -> dict[str, MetadataType]:
+        return {"drift_share": data.drift_share, "drifted_features": data.drifted_features, "rows": data.rows}
+
+
+class PredictionDriftMaterializer(_JsonHtmlMaterializer):
+    SKIP_REGISTRATION: ClassVar[bool] = False
+    ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (PredictionDrift,)
+
+    def render(self, data: PredictionDrift) -> str:
+        return html.page("Prediction drift", render.render_prediction_drift(data))
+
+    def key_figures(self, data: PredictionDrift) -> dict[str, MetadataType]:
+        figures: dict[str, MetadataType] = {"prediction_drift": data.drifted, "rows": data.rows}
+        if data.psi is not None:
+            figures["prediction_psi"] = data.psi
+        return figures
+
+
+class LivePerformanceMaterializer(_JsonHtmlMaterializer):
+    SKIP_REGISTRATION: ClassVar[bool] = False
+    ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (LivePerformance,)
+
+    def render(self, data: LivePerformance) -> str:
+        return html.page("Live performance", render.render_performance(data))
+
+    def key_figures(self, data: LivePerformance) -> dict[str, MetadataType]:
+        figures: dict[str, MetadataType] = {"labelled_rows": data.labelled_rows, "below_gate": data.below_gate}
+        if data.metrics is not None:
+            figures["live_f1"] = data.metrics.f1
+            if data.metrics.roc_auc is not None:
+                figures["live_roc_auc"] = data.metrics.roc_auc
+        return figures
+
+
+class MonitoringDecisionMaterializer(_JsonHtmlMaterializer):
+    SKIP_REGISTRATION: ClassVar[bool] = False
+    ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (MonitoringDecision,)
+
+    def render(self, data: MonitoringDecision) -> str:
+        return html.page(f"Monitoring decision: {data.model_name} v{data.model_version}", render.render_decision(data))
+
+    def key_figures(self, data: MonitoringDecision) -> dict[str, MetadataType]:
+        return {k: v for k, v in data.key_figures().items() if v is not None}
+
+
+class MonitoringReportMaterializer(_JsonHtmlMaterializer):
+    SKIP_REGISTRATION: ClassVar[bool] = False
+    ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (MonitoringReport,)
+
+    def render(self, data: MonitoringReport) -> str:
+        return render.render_report(data)
+
+    def key_figures(self, data: MonitoringReport) -> dict[str, MetadataType]:
+        return {"action": data.decision.action, "drift_share": data.decision.drift_share,
+                "alert_count": data.decision.alert_count, "window_rows": data.decision.window_rows}
+
+
+class AlertDeliveryMaterializer(_JsonHtmlMaterializer):
+    SKIP_REGISTRATION: ClassVar[bool] = False
+    ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (AlertDelivery,)
+
+    def render(self, data: AlertDelivery) -> str:
+        return render.render_alert(data)
+
+    def key_figures(self, data: AlertDelivery) -> dict[str, MetadataType]:
+        return {"alert_raised": data.raised, "channels": data.channels}

@@ -1,0 +1,49 @@
+from typing import Any
+
+from zenml import get_pipeline_context, pipeline
+
+from steps.monitoring import (
+    build_evidently_reports,
+    decide_action,
+    detect_feature_drift,
+    detect_output_drift,
+    load_feedback,
+    load_inference_window,
+    score_live_performance,
+    send_alert,
+)
+
+
+@pipeline(name="churn_monitoring")
+def monitoring_pipeline(
+    log_dir: str,
+    feedback_path: str,
+    alert_log: str,
+    window_hours: float | None = 24.0,
+    last: int | None = None,
+    thresholds: dict[str, Any] | None = None,
+    gate: dict[str, Any] | None = None,
+    rules: dict[str, Any] | None = None,
+    report: dict[str, Any] | None = None,
+    retrain_on_drift: bool = False,
+    webhook_url: str | None = None,
+) -> None:
+    """Window of served predictions vs the production version's training data → decision → alert.
+
+    The model version (production, through the Model Control Plane) and every parameter come
+    from configs/monitoring.yaml; retraining, when decided, is started by the caller.
+    """
+    model = get_pipeline_context().model
+    dataset_schema = model.get_artifact("dataset_schema")
+    window, log_read_summary, schema_check = load_inference_window(dataset_schema, log_dir, window_hours, last)
+    feedback = load_feedback(feedback_path)
+    data_drift = detect_feature_drift(window, model.get_artifact("reference_profile"), dataset_schema, schema_check,
+                                      thresholds)
+    prediction_drift = detect_output_drift(window, model.get_artifact("test_predictions"), thresholds)
+    live_performance = score_live_performance(window, feedback, gate)
+    data_drift_report, _data_summary_report = build_evidently_reports(window, model.get_artifact("train_set"),
+                                                                      dataset_schema, report)
+    monitoring_decision, _monitoring_report = decide_action(log_read_summary, schema_check, data_drift,
+                                                            prediction_drift, live_performance, data_drift_report,
+                                                            rules, retrain_on_drift)
+    send_alert(monitoring_decision, alert_log, webhook_url)
