@@ -18,7 +18,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.metrics import f1_score, precision_recall_curve
-from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_predict
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_predict, train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
@@ -46,6 +46,9 @@ class TrainingSpec(BaseModel):
     threshold_metric: Literal["f1"] = "f1"
     random_state: int = 42
     n_jobs: int = 1
+    # Search and threshold tuning use a stratified sample of at most this many rows; the
+    # chosen pipeline is then fitted once on the whole training split. Keeps 1M rows tractable.
+    search_sample_rows: int = Field(50_000, ge=100)
 
 
 class CandidateResult(BaseModel):
@@ -59,6 +62,8 @@ class CandidateResult(BaseModel):
 class SearchSummary(BaseModel):
     selection_metric: str
     cv_folds: int
+    search_rows: int = 0
+    train_rows: int = 0
     chosen: str
     threshold: float
     threshold_cv_f1: float
@@ -116,6 +121,10 @@ def search_candidates(
     features: pd.DataFrame, target: pd.Series, schema: DatasetSchema, spec: TrainingSpec
 ) -> tuple[Pipeline, SearchSummary]:
     """Grid-search each candidate with stratified CV, pick the best, tune its threshold."""
+    all_features, all_target = features, target
+    if len(features) > spec.search_sample_rows:
+        features, _, target, _ = train_test_split(features, target, train_size=spec.search_sample_rows,
+                                                  stratify=target, random_state=spec.random_state)
     folds = StratifiedKFold(n_splits=spec.cv_folds, shuffle=True, random_state=spec.random_state)
     results: list[CandidateResult] = []
     best_pipeline: Pipeline | None = None
@@ -143,9 +152,10 @@ def search_candidates(
     out_of_fold = cross_val_predict(best_pipeline, features, target, cv=folds,
                                     method="predict_proba", n_jobs=spec.n_jobs)[:, 1]
     threshold, threshold_f1 = best_f1_threshold(target.to_numpy(), out_of_fold)
-    best_pipeline.fit(features, target)
+    best_pipeline.fit(all_features, all_target)
     return best_pipeline, SearchSummary(
         selection_metric=spec.selection_metric, cv_folds=spec.cv_folds, chosen=chosen,
+        search_rows=len(features), train_rows=len(all_features),
         threshold=threshold, threshold_cv_f1=threshold_f1, candidates=results,
     )
 

@@ -46,3 +46,13 @@ def test_unknown_estimator_is_a_clear_error():
     frame, schema = clean_customers(rows=600)
     with pytest.raises(ValueError, match="cannot import estimator 'sklearn.linear_model.Nope'"):
         build_pipeline(schema, CandidateSpec(estimator="sklearn.linear_model.Nope"), 0)
+
+
+def test_search_on_a_sample_then_fit_on_everything():
+    frame, schema = clean_customers(rows=3000)
+    spec = TrainingSpec(candidates={"logistic_regression": LOGISTIC}, cv_folds=3, search_sample_rows=600)
+    pipeline, summary = search_candidates(frame[schema.feature_names], frame["churned"], schema, spec)
+    assert (summary.search_rows, summary.train_rows) == (600, 3000)
+    # The final fit saw every training row: its imputer medians are those of all 3000.
+    imputer = pipeline.named_steps["preprocess"].named_transformers_["numeric"].named_steps["impute"]
+    assert imputer.statistics_[0] == frame[schema.numeric_names[0]].median()
