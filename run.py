@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     window.add_argument("--window-hours", type=positive_float, metavar="H", help="monitor the last H hours of traffic")
     window.add_argument("--last", type=positive_int, metavar="N", help="monitor the last N predictions")
     monitoring.add_argument("--requests", type=positive_int, metavar="N", help="requests to simulate")
-    monitoring.add_argument("--drift", choices=("none", "low", "high"), default="none", help="drift of simulated traffic")
+    monitoring.add_argument("--drift", choices=("none", "low", "high"), default="none",
+                            help="drift of simulated traffic")
     monitoring.add_argument("--url", metavar="URL", help="service URL (default: the recorded local deployment)")
     return parser
 

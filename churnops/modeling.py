@@ -77,7 +77,8 @@ class SearchSummary(BaseModel):
 def import_estimator(path: str) -> type[BaseEstimator]:
     module, _, name = path.rpartition(".")
     if not module:
-        raise ValueError(f"estimator must be a full import path like 'sklearn.linear_model.LogisticRegression', got '{path}'")
+        raise ValueError(f"estimator must be a full import path such as "
+                         f"'sklearn.linear_model.LogisticRegression', got '{path}'")
     try:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as error:

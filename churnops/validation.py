@@ -34,7 +34,8 @@ class Violation(BaseModel):
     expected: str
 
     def describe(self) -> str:
-        return f"column '{self.column}': rule '{self.rule}' violated: observed {self.observed}, expected {self.expected}"
+        return (f"column '{self.column}': rule '{self.rule}' violated: "
+                f"observed {self.observed}, expected {self.expected}")
 
 
 class ColumnQuality(BaseModel):

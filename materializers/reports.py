@@ -162,7 +162,8 @@ class PromotionDecisionMaterializer(_ReportMaterializer):
             metrics[f"production v{data.champion.version}"] = data.champion.metrics
         return html.page(
             f"Promotion: {data.model_name} v{data.model_version}",
-            html.cards({"verdict": data.verdict, "stage": data.stage, "gate": "passed" if data.gate_passed else "failed"}),
+            html.cards({"verdict": data.verdict, "stage": data.stage,
+                        "gate": "passed" if data.gate_passed else "failed"}),
             f"<p>{html.fmt(data.reason)}</p>",
             html.heading("Gate"),
             html.table(["rule", "observed", "required", "result"],

@@ -43,8 +43,8 @@ def test_best_f1_threshold_beats_the_default_cut_off():
 
 
 def test_unknown_estimator_is_a_clear_error():
-    frame, schema = clean_customers(rows=600)
-    with pytest.raises(ValueError, match="cannot import estimator 'sklearn.linear_model.Nope'"):
+    _, schema = clean_customers(rows=600)
+    with pytest.raises(ValueError, match=r"cannot import estimator 'sklearn\.linear_model\.Nope'"):
         build_pipeline(schema, CandidateSpec(estimator="sklearn.linear_model.Nope"), 0)
 
 

@@ -2,11 +2,11 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import mlflow
-from mlflow.models import infer_signature
 import pandas as pd
+from mlflow.models import infer_signature
+from sklearn.pipeline import Pipeline
 from skops.io import dumps as skops_dumps
 from skops.io import get_untrusted_types
-from sklearn.pipeline import Pipeline
 from zenml import ArtifactConfig, log_metadata, step
 from zenml.enums import ArtifactType
 
