@@ -163,10 +163,17 @@ def save_bento_model(pipeline: Pipeline, schema: DatasetSchema, card: ModelCard)
 def find_bento_model(card: ModelCard) -> str | None:
     """An already-packaged BentoML model of the same ZenML model version, if any."""
     import bentoml
+    from bentoml.exceptions import NotFound
 
-    for stored in bentoml.models.list(card.model_name):
+    try:
+        stored_models = bentoml.models.list(card.model_name)
+    except NotFound:
+        return None
+    for stored in stored_models:
         labels = stored.info.labels
-        if card.model_version_id and labels.get("zenml_version_id") == card.model_version_id:
+        # Same version in the same stage: its card (stage, threshold, metrics) still holds.
+        if (card.model_version_id and labels.get("zenml_version_id") == card.model_version_id
+                and labels.get("stage") == (card.stage or "none")):
             return str(stored.tag)
     return None
 
@@ -188,9 +195,15 @@ def build_bento(bento_model_tag: str, card: ModelCard) -> str:
 
 
 def package_version(version: ModelVersionResponse, pipeline: Pipeline | None = None,
-                    schema: DatasetSchema | None = None) -> Packaged:
-    """Package a model version as a BentoML model and a Bento, and record ``bento_tag`` on it."""
+                    schema: DatasetSchema | None = None, stage: str | None = None) -> Packaged:
+    """Package a model version as a BentoML model and a Bento, and record ``bento_tag`` on it.
+
+    ``stage`` overrides the stage written on the model card (a rollback packages a version
+    before it becomes production again).
+    """
     card = model_card(version)
+    if stage is not None:
+        card = card.model_copy(update={"stage": stage})
     bento_model_tag = find_bento_model(card)
     if bento_model_tag is None:
         if pipeline is None or schema is None:
@@ -468,7 +481,7 @@ def rollback(to: str | None = None, reason: str | None = None, model_name: str =
                 f"{current.number}; nothing changed (choose one with --to VERSION, see `python run.py --models`)")
     at = datetime.now(UTC).isoformat(timespec="seconds")
     why = reason or "manual rollback"
-    packaged = package_version(target)
+    packaged = package_version(target, stage="production")
     target.set_stage(ModelStages.PRODUCTION, force=True)
     if _stage(get_version(model_name, str(current.number))) == "production":  # set_stage archives; be sure
         current.set_stage(ModelStages.ARCHIVED, force=True)

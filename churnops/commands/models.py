@@ -50,8 +50,7 @@ def run(args: argparse.Namespace, paths: StatePaths) -> int:
         print("No versions of churn_classifier yet: train one with `python run.py --pipeline training`.")
         return 0
     print(format_table(rows))
-    rolled_back = [r for r in rows if r["stage"] == "archived"]
-    if rolled_back:
-        print("\nArchived versions are former production versions; `python run.py --pipeline rollback` restores "
-              "the newest one that was not rolled back from.")
+    if any(r["stage"] == "production" for r in rows):
+        print("\nRedeploy: python run.py --pipeline deploy [--version N] --serve    "
+              "Roll back: python run.py --pipeline rollback [--to VERSION]")
     return 0
