@@ -98,6 +98,8 @@ def parse_feedback_csv(path: Path, known_request_ids: set[str],
     ``customer_id`` columns are accepted instead of ``id``. Returns the records and how many
     were matched by request id and by customer id.
     """
+    if not path.is_file():
+        raise FeedbackError(f"feedback file not found: {path}")
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:

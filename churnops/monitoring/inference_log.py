@@ -80,7 +80,7 @@ class LogReadSummary(BaseModel):
             self.skipped_files.append(SkippedFile(path=str(path), reason=reason))
 
     def describe(self) -> str:
-        text = f"{self.rows_in_window:,} predictions in the {self.window} ({self.files_read} files read"
+        text = f"{self.rows_in_window:,} predictions in the window ({self.window}; {self.files_read} files read"
         if self.files_skipped:
             text += f", {self.files_skipped} unreadable skipped"
         if self.rows_malformed:
@@ -258,6 +258,19 @@ def window_has_rows(log_dir: Path, window: WindowSpec, now: datetime | None = No
             if inside.any():
                 return True
     return False
+
+
+def logged_request_ids(log_dir: Path) -> set[str]:
+    """Every request id in the log (one column read per file; unreadable files are skipped)."""
+    ids: set[str] = set()
+    for _day, files in list_partitions(log_dir):
+        for path in files:
+            try:
+                column = pq.read_table(path, columns=["request_id"]).column(0)
+            except (OSError, KeyError, pa.ArrowException):
+                continue
+            ids.update(str(v) for v in column.drop_null().to_pylist())
+    return ids
 
 
 def conform_features(frame: pd.DataFrame, schema: DatasetSchema) -> tuple[pd.DataFrame, SchemaCheck]:
