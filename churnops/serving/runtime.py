@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from churnops.serving.compiled import Scorer, compile_pipeline
@@ -134,13 +135,12 @@ class ServingRuntime:
         return probabilities, labels
 
     def _parse_csv(self, body: bytes) -> FeatureBatch:
+        """CSV with a header row: the same fields as a JSON record; empty cells are null."""
         rules = self.contract.rules
-        text_columns = [*rules.categorical_names, REQUEST_ID_FIELD] + ([rules.id_column] if rules.id_column else [])
-        options = pacsv.ConvertOptions(
-            column_types={**{n: pa.float64() for n in rules.numeric_names}, **{n: pa.string() for n in text_columns}},
-            strings_can_be_null=True, null_values=[""],
-        )
         try:
+            header = pacsv.read_csv(pa.py_buffer(body), read_options=pacsv.ReadOptions(skip_rows_after_names=10**9))
+            options = pacsv.ConvertOptions(column_types={n: pa.string() for n in header.column_names},
+                                           strings_can_be_null=True, null_values=[""])
             table = pacsv.read_csv(pa.py_buffer(body), convert_options=options)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
             raise RequestError(400, "invalid CSV", [{"loc": ["body"], "msg": str(error).splitlines()[0],
@@ -151,16 +151,25 @@ class ServingRuntime:
         if table.num_rows > self.contract.max_batch_rows:
             raise RequestError(400, "too many rows", [{"loc": ["body"], "type": "too_long",
                                                        "msg": f"at most {self.contract.max_batch_rows} rows"}])
+        for name in rules.numeric_names:
+            if name not in table.column_names:
+                continue
+            try:
+                column = pc.cast(table[name], pa.float64())
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+                detail = {"loc": [name], "msg": f"not a number ({error})", "type": "float_parsing"}
+                raise RequestError(400, f"invalid CSV value in column {name}", [detail]) from None
+            if pc.any(pc.invert(pc.is_finite(column))).as_py():
+                raise RequestError(400, f"invalid CSV value in column {name}",
+                                   [{"loc": [name], "msg": "numbers must be finite (leave the cell empty for unknown)",
+                                     "type": "finite_number"}])
+            table = table.set_column(table.column_names.index(name), name, column)
         rows = [{k: v for k, v in row.items() if v is not None or k not in (REQUEST_ID_FIELD, rules.id_column)}
                 for row in table.to_pylist()]
         try:
             records = msgspec.convert(rows, type=list[self._csv_struct])
         except msgspec.ValidationError as error:
             raise RequestError(400, "invalid CSV value", [_msgspec_detail(str(error))]) from None
-        numeric = np.array([[getattr(r, n) for n in rules.numeric_names] for r in records], dtype=np.float64)
-        if numeric.size and not np.isfinite(numeric[~np.isnan(numeric)]).all():
-            raise RequestError(400, "invalid CSV value", [{"loc": ["body"], "type": "finite_number",
-                                                           "msg": "numbers must be finite"}])
         return self.contract.to_batch(records)
 
 
