@@ -28,7 +28,7 @@ import json
 from zenml.client import Client
 out = []
 for version in Client().list_model_versions(model="churn_classifier", size=100):
-    out.append({"number": version.number, "stage": str(version.stage.value) if version.stage else None,
+    out.append({"number": version.number, "stage": getattr(version.stage, "value", version.stage),
                 "metadata": dict(version.run_metadata),
                 "artifacts": sorted(version.data_artifact_ids) + sorted(version.model_artifact_ids)})
 print("JSON:" + json.dumps(out, default=str))
