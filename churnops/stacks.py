@@ -26,6 +26,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from churnops.commands import UserError
 from churnops.settings import CONFIGS_DIR
 
 STACKS_DIR = CONFIGS_DIR / "stacks"
@@ -36,16 +37,25 @@ _WHOLE_ENV_REFERENCE = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")
 _CREDENTIAL_NAME = re.compile(r"secret|password|token|key|json|credential", re.IGNORECASE)
 
 
-class StackConfigError(ValueError):
-    """A stack file is missing, malformed or references unset variables."""
+class StackConfigError(UserError, ValueError):
+    """A stack file is missing, malformed or references unset variables (a one-line CLI error)."""
 
 
 class MissingVariableError(StackConfigError):
     """A ``${VAR}`` without default whose variable is not set."""
 
-    def __init__(self, variable: str) -> None:
-        super().__init__(f"environment variable '{variable}' is not set")
+    def __init__(self, variable: str, path: Path | None = None) -> None:
+        where = f"{_shown(path)} needs the environment variable '{variable}' (its header says how to set it)" \
+            if path else f"environment variable '{variable}' is not set"
+        super().__init__(where)
         self.variable = variable
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(CONFIGS_DIR.parent))
+    except ValueError:
+        return str(path)
 
 
 class ComponentSpec(BaseModel):
@@ -165,6 +175,8 @@ def load_stack_spec(name_or_path: str, environ: Mapping[str, str] | None = None)
     raw = read_stack_file(name_or_path)
     try:
         return StackSpec.model_validate(expand_env(raw, environ))
+    except MissingVariableError as missing:
+        raise MissingVariableError(missing.variable, stack_file(name_or_path)) from None
     except ValidationError as error:
         raise StackConfigError(f"{stack_file(name_or_path)}: {error}") from error
 
@@ -180,9 +192,13 @@ def stack_name(name_or_path: str) -> str:
 def ensure_server(server: str) -> None:
     """Connect the client to the store the stack belongs to."""
     from churnops import zenml_server
+    from churnops.services import ServiceError
 
     if server == "local":
-        url = zenml_server.start_local_server()
+        try:
+            url = zenml_server.start_local_server()
+        except ServiceError as error:
+            raise StackConfigError(f"cannot start the local ZenML server: {error}") from error
         print(f"ZenML dashboard: {url}")
     elif server == "remote" and not zenml_server.connected_to_remote_server():
         raise StackConfigError(
@@ -311,7 +327,7 @@ def use_stack(name_or_path: str) -> str:
         try:
             Client().activate_stack(name)
         except KeyError:
-            raise StackConfigError(f"cannot register stack '{name_or_path}': {missing}") from None
+            raise missing from None
         print(f"Activated stack '{name}' as registered before ({missing}; set it to re-register).")
         return name
     return register_stack(spec)

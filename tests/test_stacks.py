@@ -295,3 +295,34 @@ def test_cloudsim_env_command_without_services_says_so(fresh_home):
                             env={**os.environ, **environment(fresh_home)}, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 1 and "cloud-sim is not running" in result.stderr
+
+
+def test_a_registered_stack_is_activated_as_is_when_its_variables_are_gone(session_paths, tmp_path, monkeypatch):
+    from zenml.client import Client
+
+    from churnops.stacks import use_stack
+
+    stack_file = tmp_path / "switchable.yaml"
+    stack_file.write_text(yaml.safe_dump({
+        "name": "churnops-test-switchable",
+        "components": {
+            "orchestrator": {"name": "churnops-local-orchestrator", "flavor": "local"},
+            "artifact_store": {"name": "churnops-test-switchable-store", "flavor": "local",
+                               "configuration": {"path": "${SWITCHABLE_ROOT}/artifacts"}},
+        },
+    }))
+    client = Client()
+    active = client.active_stack_model.name
+    with pytest.raises(MissingVariableError, match="needs the environment variable 'SWITCHABLE_ROOT'"):
+        use_stack(str(stack_file))  # never registered: nothing to fall back to
+    try:
+        monkeypatch.setenv("SWITCHABLE_ROOT", str(tmp_path))
+        assert use_stack(str(stack_file)) == "churnops-test-switchable"
+        client.activate_stack(active)
+        monkeypatch.delenv("SWITCHABLE_ROOT")
+        assert use_stack(str(stack_file)) == "churnops-test-switchable"
+        assert client.active_stack_model.name == "churnops-test-switchable"
+        store = client.get_stack_component("artifact_store", "churnops-test-switchable-store")
+        assert store.configuration["path"] == f"{tmp_path}/artifacts"
+    finally:
+        client.activate_stack(active)
