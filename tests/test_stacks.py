@@ -242,7 +242,7 @@ def test_docker_settings_merge_into_a_run_config_and_build_a_dockerfile_for_a_st
     from zenml.client import Client
     from zenml.config import DockerSettings
     from zenml.stack import Stack
-    from zenml.utils.pipeline_docker_image_builder import PipelineDockerImageBuilder
+    from zenml.utils.pipeline_docker_image_builder import DEFAULT_DOCKER_PARENT_IMAGE, PipelineDockerImageBuilder
 
     run_config = with_docker_settings({"steps": {}, "settings": {"docker": {"apt_packages": ["libgomp1"]}}},
                                       "training")
@@ -258,9 +258,10 @@ def test_docker_settings_merge_into_a_run_config_and_build_a_dockerfile_for_a_st
     assert contents[-1] == set(settings.requirements) and len(contents) == 2
     assert {"s3fs>2022.3.0,!=2025.3.1", "boto3", "mlflow>=2.1.1,<4"} <= contents[0]
     assert not any(name in " ".join(contents[0]) for name in ("evidently", "kubernetes", "sagemaker", "gcsfs"))
+    assert DEFAULT_DOCKER_PARENT_IMAGE == "zenmldocker/zenml:0.98.0-py3.11"  # zenml itself comes from it
     dockerfile = PipelineDockerImageBuilder._generate_zenml_pipeline_dockerfile(
-        "zenml/zenml:0.98.0-py3.11", settings, requirements_files=files, apt_packages=settings.apt_packages)
-    assert dockerfile.startswith("FROM zenml/zenml:0.98.0-py3.11") and "libgomp1" in dockerfile
+        DEFAULT_DOCKER_PARENT_IMAGE, settings, requirements_files=files, apt_packages=settings.apt_packages)
+    assert dockerfile.startswith(f"FROM {DEFAULT_DOCKER_PARENT_IMAGE}") and "libgomp1" in dockerfile
     assert "ZENML_ANALYTICS_OPT_IN=false" in dockerfile.replace('"', "").replace("'", "")
 
 

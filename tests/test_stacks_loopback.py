@@ -176,6 +176,11 @@ def test_dashboard_serves_the_run_its_steps_the_model_version_and_html_visualiza
                 served[detail["body"]["artifact"]["name"]] = len(shown["value"])
     assert {"validation_report", "evaluation_report"} <= set(served), served
 
+    # The promoted version's Bento carries the Dockerfile `bentoml containerize` builds from.
+    dockerfiles = list((loopback.paths.bentoml_home / "bentos").glob("churn_service/*/env/docker/Dockerfile"))
+    assert dockerfiles and "scikit-learn==1.9.1" in " ".join(
+        p.read_text() for p in dockerfiles[0].parent.parent.parent.glob("env/python/requirements*.txt"))
+
 
 @pytest.fixture(scope="module")
 def cloud_sim_run(loopback, local_server_run) -> dict:
