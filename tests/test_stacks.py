@@ -327,3 +327,13 @@ def test_a_registered_stack_is_activated_as_is_when_its_variables_are_gone(sessi
         assert store.configuration["path"] == f"{tmp_path}/artifacts"
     finally:
         client.activate_stack(active)
+
+
+def test_a_stack_whose_integrations_are_missing_says_what_to_install(session_paths):
+    from zenml.client import Client
+
+    spec = load_stack_spec("aws", SAMPLE_ENV).model_copy(update={"server": "any"})
+    with pytest.raises(StackConfigError, match=r"integrations aws.* zenml integration install aws .*-y"):
+        register_stack(spec, activate=False)
+    with pytest.raises(KeyError):  # refused before anything was registered
+        Client().get_stack("churnops-aws")
