@@ -291,3 +291,45 @@ def test_retraining_table_mixes_labelled_production_rows_and_validates(tmp_path,
     raw = pd.read_parquet(reloaded_schema.source.resolved_path())
     cleaned, report = validate_and_clean(raw, reloaded_schema)
     assert report.passed and len(cleaned) == 1400
+
+
+def test_materializers_store_json_render_html_and_extract_metadata(tmp_path, trained, schema, session_paths):
+    from zenml.enums import VisualizationType
+
+    from churnops.monitoring.report import EvidentlySummary, MonitoringReport
+    from materializers import monitoring as m
+
+    customers = generate_customers(SyntheticSpec(rows=1500, seed=16, drift=DriftSpec(severity=1.0, features=DRIFTED)))
+    write_partitioned(served_log(customers, trained, schema), tmp_path, "svc")
+    frame, summary, check, data_drift, prediction, performance, decision = monitor(tmp_path, trained, schema)
+    drift_report, _ = build_reports(frame, trained["train"], schema, ReportSettings())
+    report = MonitoringReport(decision=decision, log=summary, schema_check=check, data_drift=data_drift,
+                              prediction_drift=prediction, performance=performance,
+                              evidently=EvidentlySummary.of(drift_report))
+    assert not decision.alert  # two drift alerts: below every rule
+    delivery = dispatch_alert(decision.model_copy(update={"alert": True}), tmp_path / "alerts.jsonl")
+    cases = [
+        (m.EvidentlyReportMaterializer, drift_report, "drift_share", "Dataset Drift"),
+        (m.LogReadSummaryMaterializer, summary, "window_rows", "Inference log window"),
+        (m.SchemaCheckMaterializer, check, "schema_issues", "Every feature"),
+        (m.DataDriftResultMaterializer, data_drift, "drifted_features", "payment_method"),
+        (m.PredictionDriftMaterializer, prediction, "prediction_psi", "<svg"),
+        (m.LivePerformanceMaterializer, performance, "labelled_rows", "Live performance"),
+        (m.MonitoringDecisionMaterializer, decision, "drift_share", "Monitoring decision"),
+        (m.MonitoringReportMaterializer, report, "action", "Prediction drift"),
+        (m.AlertDeliveryMaterializer, delivery, "alert_raised", "alerts.jsonl"),
+    ]
+    for materializer_class, data, metadata_key, html_text in cases:
+        # The local artifact store only writes inside its own folder.
+        uri = session_paths.artifact_store / "monitoring-materializer-tests" / materializer_class.__name__
+        uri.mkdir(parents=True, exist_ok=True)
+        materializer = materializer_class(str(uri))
+        materializer.save(data)
+        assert not list(uri.glob("*.pkl")), materializer_class
+        assert materializer.load(type(data)) == data, materializer_class
+        visualizations = materializer.save_visualizations(data)
+        ((path, kind),) = visualizations.items()
+        page = Path(path).read_text()
+        assert kind == VisualizationType.HTML and html_text in page, materializer_class
+        assert metadata_key in materializer.extract_metadata(data), materializer_class
+    assert m.DataDriftResultMaterializer(str(uri)).extract_metadata(data_drift)["drifted_features"] == DRIFTED
