@@ -168,6 +168,7 @@ def up(paths: StatePaths) -> CloudSim:
     from churnops import zenml_server
     from churnops.bootstrap import ensure_repository
 
+    zenml_server.recover_from_dead_local_server()
     ensure_repository(paths)
     sim = start_services(paths)
     if zenml_server.local_server_url() is None:

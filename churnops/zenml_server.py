@@ -61,6 +61,27 @@ def connected_to_remote_server() -> bool:
     return GlobalConfiguration().store_configuration.type == StoreType.REST and not connected_to_local_server()
 
 
+def recover_from_dead_local_server() -> bool:
+    """If the client points at a local server whose process is gone (killed, machine rebooted),
+    point it back at the embedded store (the same database) instead of retrying for half a
+    minute and failing. Touches no store; call it before the first ``Client()``."""
+    from zenml.config.global_config import GlobalConfiguration
+    from zenml.enums import StoreType
+    from zenml.utils.server_utils import get_local_server
+
+    config = GlobalConfiguration()
+    store = config.store_configuration
+    if store.type != StoreType.REST or daemon_pid() is not None:
+        return False
+    server = get_local_server()
+    if server is None or str(server.config.url).rstrip("/") != store.url.rstrip("/"):
+        return False  # a remote server: not ours to second-guess
+    config.set_default_store()
+    print(f"The local ZenML server at {store.url} is not running: using the embedded store "
+          f"(same data). Start it again with `make dashboard`.", file=sys.stderr)
+    return True
+
+
 def skip_onboarding(url: str) -> None:
     """Mark the local (no-auth) user as onboarded so the dashboard opens on the runs, not on
     the first-visit "account details" form. Keeps any other user metadata."""
@@ -133,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("ZENML_AUTO_OPEN_DASHBOARD", "false")
     from churnops.bootstrap import ensure_repository
 
+    recover_from_dead_local_server()
     ensure_repository(paths)
     if args.action == "start":
         try:

@@ -265,3 +265,29 @@ def test_teardown_leaves_no_process_behind(loopback):
     for url in (loopback.sim.s3_endpoint, loopback.sim.mlflow_url, loopback.zenml_url):
         with pytest.raises(requests.ConnectionError):
             requests.get(url, timeout=5)
+
+
+RECOVER = """
+from churnops.settings import configure_environment
+configure_environment()
+from churnops.zenml_server import recover_from_dead_local_server
+print("recovered:", recover_from_dead_local_server())
+from zenml.client import Client
+print("store:", Client().zen_store.type.value)
+"""
+
+
+def test_a_killed_local_server_does_not_strand_the_client(fresh_home):
+    """kill -9 (or a reboot) leaves the client pointing at a dead URL: it falls back at once."""
+    port = free_port()
+    _ok(_run(fresh_home, ["-m", "churnops.zenml_server", "start", "--port", str(port)], timeout=180))
+    pid = int((fresh_home.zenml_config / "zen_server" / "daemon" / "service.pid").read_text())
+    try:
+        os.kill(pid, 9)
+        psutil.Process(pid).wait(timeout=10)
+        output = _ok(_run(fresh_home, ["-c", RECOVER], timeout=120))
+        assert "recovered: True" in output and "store: sql" in output
+        assert f"127.0.0.1:{port} is not running: using the embedded store" in output
+    finally:
+        if pid_alive(pid):
+            stop_process(pid)
