@@ -44,10 +44,12 @@ class StackConfigError(UserError, ValueError):
 class MissingVariableError(StackConfigError):
     """A ``${VAR}`` without default whose variable is not set."""
 
-    def __init__(self, variable: str, path: Path | None = None) -> None:
-        where = f"{_shown(path)} needs the environment variable '{variable}' (its header says how to set it)" \
-            if path else f"environment variable '{variable}' is not set"
-        super().__init__(where)
+    def __init__(self, variable: str, path: Path | None = None, parameters: Path | None = None) -> None:
+        message = f"environment variable '{variable}' is not set"
+        if path is not None:
+            message = f"{_shown(path)} needs '{variable}' (its header lists what to set): export it"
+            message += f", or write it to {parameters}" if parameters else " (a credential: environment only)"
+        super().__init__(message)
         self.variable = variable
 
 
@@ -170,13 +172,64 @@ def _check_secrets_come_from_environment(raw: dict[str, Any], path: Path) -> Non
                     f"reference without default; credentials never go in stack files")
 
 
+def parameters_file(name_or_path: str) -> Path:
+    """Where a stack's parameters may be kept: ``$CHURNOPS_HOME/stacks/<name>.env`` (outside git)."""
+    from churnops.settings import state_paths
+
+    return state_paths().home / "stacks" / f"{stack_file(name_or_path).stem}.env"
+
+
+def read_parameters(path: Path) -> dict[str, str]:
+    """``KEY=VALUE`` lines (``export`` prefix, quotes, comments and blank lines allowed)."""
+    parameters: dict[str, str] = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, equals, value = line.removeprefix("export ").partition("=")
+        key, value = key.strip(), value.strip()
+        if not equals or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise StackConfigError(f"{path}, line {number}: expected KEY=VALUE, got '{line}'")
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        parameters[key] = value
+    return parameters
+
+
+def credential_variables(raw: dict[str, Any]) -> set[str]:
+    """Variables a stack file feeds into secrets or connector credentials."""
+    values = [v for secret in (raw.get("secrets") or {}).values() for v in secret.values()]
+    values += [v for connector in (raw.get("connectors") or {}).values()
+               for k, v in ((connector or {}).get("configuration") or {}).items() if _CREDENTIAL_NAME.search(k)]
+    return {match.group(1) for value in values if isinstance(value, str) for match in _ENV_REFERENCE.finditer(value)}
+
+
+def stack_environment(name_or_path: str) -> dict[str, str]:
+    """The process environment over the stack's parameters file; credentials must come from the
+    environment, never from that file."""
+    path = parameters_file(name_or_path)
+    if not path.is_file():
+        return dict(os.environ)
+    parameters = read_parameters(path)
+    written = sorted(credential_variables(read_stack_file(name_or_path)) & set(parameters))
+    if written:
+        raise StackConfigError(f"{path} holds credentials ({', '.join(written)}): remove them from the file "
+                               f"and export them in the environment (they become ZenML secrets)")
+    return {**parameters, **os.environ}
+
+
 def load_stack_spec(name_or_path: str, environ: Mapping[str, str] | None = None) -> StackSpec:
-    """Read, expand (from ``environ``, default ``os.environ``) and validate a stack file."""
+    """Read, expand and validate a stack file. Variables come from ``environ``, by default the
+    process environment over the stack's parameters file (see :func:`parameters_file`)."""
     raw = read_stack_file(name_or_path)
+    if environ is None:
+        environ = stack_environment(name_or_path)
     try:
         return StackSpec.model_validate(expand_env(raw, environ))
     except MissingVariableError as missing:
-        raise MissingVariableError(missing.variable, stack_file(name_or_path)) from None
+        credential = missing.variable in credential_variables(raw)
+        raise MissingVariableError(missing.variable, stack_file(name_or_path),
+                                   None if credential else parameters_file(name_or_path)) from None
     except ValidationError as error:
         raise StackConfigError(f"{stack_file(name_or_path)}: {error}") from error
 

@@ -314,7 +314,7 @@ def test_a_registered_stack_is_activated_as_is_when_its_variables_are_gone(sessi
     }))
     client = Client()
     active = client.active_stack_model.name
-    with pytest.raises(MissingVariableError, match="needs the environment variable 'SWITCHABLE_ROOT'"):
+    with pytest.raises(MissingVariableError, match="needs 'SWITCHABLE_ROOT'"):
         use_stack(str(stack_file))  # never registered: nothing to fall back to
     try:
         monkeypatch.setenv("SWITCHABLE_ROOT", str(tmp_path))
@@ -337,3 +337,38 @@ def test_a_stack_whose_integrations_are_missing_says_what_to_install(session_pat
         register_stack(spec, activate=False)
     with pytest.raises(KeyError):  # refused before anything was registered
         Client().get_stack("churnops-aws")
+
+
+def test_parameters_can_live_in_a_small_file_but_credentials_cannot(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHURNOPS_HOME", str(tmp_path))
+    for name in set(SAMPLE_ENV) - {"CHURNOPS_HOME"}:
+        monkeypatch.delenv(name, raising=False)
+    parameters = tmp_path / "stacks" / "cloud-sim.env"
+    parameters.parent.mkdir()
+    parameters.write_text("# cloud-sim parameters\nexport CHURNOPS_S3_ENDPOINT='http://127.0.0.1:9000'\n"
+                          "CHURNOPS_MLFLOW_URL=http://127.0.0.1:5001\n\nCHURNOPS_S3_BUCKET = from-file\n")
+    with pytest.raises(MissingVariableError, match=r"needs 'CHURNOPS_S3_ACCESS_KEY_ID'.*credential: environment only"):
+        load_stack_spec("cloud-sim")
+    monkeypatch.setenv("CHURNOPS_S3_ACCESS_KEY_ID", "key-from-env")
+    with pytest.raises(MissingVariableError, match=r"needs 'CHURNOPS_S3_SECRET_ACCESS_KEY'"):
+        load_stack_spec("cloud-sim")
+    for name in ("CHURNOPS_S3_ACCESS_KEY_ID", "CHURNOPS_S3_SECRET_ACCESS_KEY", "CHURNOPS_MLFLOW_USERNAME",
+                 "CHURNOPS_MLFLOW_PASSWORD"):
+        monkeypatch.setenv(name, f"{name.lower()}-from-env")
+    monkeypatch.setenv("CHURNOPS_S3_BUCKET", "from-env")  # the environment wins over the file
+    spec = load_stack_spec("cloud-sim")
+    store = spec.components["artifact_store"].configuration
+    assert store["client_kwargs"]["endpoint_url"] == "http://127.0.0.1:9000" and store["path"] == "s3://from-env/zenml"
+    assert spec.components["experiment_tracker"].configuration["tracking_uri"] == "http://127.0.0.1:5001"
+    assert spec.secrets["churnops-cloud-sim-s3"]["aws_secret_access_key"] == "churnops_s3_secret_access_key-from-env"
+
+    parameters.write_text(parameters.read_text() + "CHURNOPS_S3_SECRET_ACCESS_KEY=oops\n")
+    with pytest.raises(StackConfigError, match="holds credentials \\(CHURNOPS_S3_SECRET_ACCESS_KEY\\)"):
+        load_stack_spec("cloud-sim")
+    parameters.write_text("just words\n")
+    with pytest.raises(StackConfigError, match="line 1: expected KEY=VALUE"):
+        load_stack_spec("cloud-sim")
+    parameters.write_text("CHURNOPS_MLFLOW_URL=http://127.0.0.1:5001\n")
+    expected = rf"needs 'CHURNOPS_S3_ENDPOINT'.*write it to {re.escape(str(parameters))}"
+    with pytest.raises(MissingVariableError, match=expected):
+        load_stack_spec("cloud-sim")
