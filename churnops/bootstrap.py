@@ -11,6 +11,11 @@ def ensure_repository(paths: StatePaths) -> None:
     """``zenml init`` inside the state folder, once."""
     from zenml.client import Client
 
+    from churnops.zenml_server import recover_from_dead_local_server
+
+    # A local server killed or gone after a reboot: back to the embedded store (same database)
+    # at once, instead of ZenML retrying for half a minute and failing.
+    recover_from_dead_local_server()
     if not (paths.home / ".zen").is_dir():
         Client.initialize(root=paths.home)
 
@@ -20,7 +25,7 @@ def ensure_stack(paths: StatePaths, stack: str | None = None) -> str:
     or fall back to the local default when ZenML's bare ``default`` stack is active."""
     from zenml.client import Client
 
-    from churnops.stacks import load_stack_spec, register_stack
+    from churnops.stacks import use_stack
 
     ensure_repository(paths)
     if stack is None:
@@ -28,4 +33,4 @@ def ensure_stack(paths: StatePaths, stack: str | None = None) -> str:
         if active.name != "default":
             return active.name
         stack = DEFAULT_STACK
-    return register_stack(load_stack_spec(stack))
+    return use_stack(stack)

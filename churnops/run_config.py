@@ -79,7 +79,11 @@ def with_overrides(config: dict[str, Any], *, data: str | None = None, schema: P
 
 
 def write_resolved(config: dict[str, Any], pipeline: str, paths: StatePaths) -> Path:
-    """Keep the exact config of each run under ``$CHURNOPS_HOME/runs`` (and hand it to ZenML)."""
+    """Keep the exact config of each run under ``$CHURNOPS_HOME/runs`` (and hand it to ZenML),
+    with the container settings of ``pipeline`` (``configs/docker.yaml``) for remote orchestrators."""
+    from churnops.containers import with_docker_settings
+
+    config = with_docker_settings(config, pipeline)
     folder = paths.home / "runs"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{pipeline}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}.yaml"

@@ -71,7 +71,7 @@ def _dashboard_hint(client: Any, run_id: Any) -> str:
 
     store = client.zen_store
     if store.type == StoreType.REST:
-        return f"{store.url}/runs/{run_id}"
+        return f"{store.url}/projects/default/runs/{run_id}"
     return "make dashboard (starts the local ZenML server; runs appear under Pipelines)"
 
 
