@@ -14,6 +14,7 @@ to HTTP and Prometheus.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import typing as t
@@ -82,6 +83,9 @@ class ChurnService:
         # Loaded once per worker process; the compiled scorer is parity-checked here.
         self.runtime = ServingRuntime(Path(stored.path), str(stored.tag), CONFIG, state_paths())
         self.metrics = PredictionMetrics.shared()
+        # Everything loaded so far lives as long as the worker: keep it out of the cyclic GC's
+        # full collections, which otherwise walk the whole heap and stall requests.
+        gc.freeze()
 
     @bentoml.api(route="/predict", input_spec=PREDICT_INPUT, output_spec=PREDICT_OUTPUT)
     async def predict(self, body: bytes, /, ctx: bentoml.Context) -> Response:

@@ -3,7 +3,7 @@ called with bentoml.SyncHTTPClient and with raw HTTP."""
 
 from __future__ import annotations
 
-import hmac
+import hashlib
 import http.client
 import json
 import os
@@ -238,5 +238,5 @@ def test_zz_inference_log_has_every_record_after_concurrent_load_and_shutdown(se
     assert set(sent) <= set(logged["request_id"])
     assert logged["request_id"].is_unique
     mine = logged.set_index("request_id").loc["load-0-0"]
-    assert mine["customer_key"] == hmac.digest(SALT.encode(), GOOD["customer_id"].encode(), "sha256").hex()
+    assert mine["customer_key"] == hashlib.sha256((SALT + GOOD["customer_id"]).encode()).hexdigest()
     assert mine["model_version"] == "1" and mine["contract_type"] == GOOD["contract_type"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hmac
+import hashlib
 import json
 import os
 import stat
@@ -236,7 +236,7 @@ def test_inference_log_keeps_every_record_under_concurrent_appends(tmp_path):
     assert set(SCHEMA.feature_names) <= set(frame.columns)
     assert str(frame["timestamp"].dtype) == "datetime64[ns, UTC]"
     assert frame["label"].dtype == np.int64 and frame["probability"].dtype == np.float64
-    expected_key = hmac.digest(salt, base.customer_ids[0].encode(), "sha256").hex()
+    expected_key = hashlib.sha256(salt + base.customer_ids[0].encode()).hexdigest()
     first = frame[frame["request_id"] == "w0-r0-0"].iloc[0]
     assert first["customer_key"] == expected_key == customer_key(base.customer_ids[0], salt)
     assert base.customer_ids[0] not in set(frame["customer_key"])
@@ -317,20 +317,24 @@ def test_runtime_answers_single_list_json_batch_and_csv_batch(runtime, logistic)
     assert [p["request_id"] for p in listed] == [f"req-2-{i}" for i in range(12)]
     np.testing.assert_allclose([p["churn_probability"] for p in listed], expected, atol=1e-12)
 
+    sample[2]["request_id"] = "own-2"
     batch = json.loads(runtime.predict_batch(json.dumps(sample).encode(), "application/json", None).body)
     assert batch["rows"] == 12 and len(batch["request_id"]) == 32
     np.testing.assert_allclose(batch["churn_probability"], expected, atol=1e-12)
     assert batch["label"] == [int(p >= 0.4) for p in expected]
 
-    csv = pd.DataFrame(sample).to_csv(index=False).encode()
+    csv = pd.DataFrame(sample).drop(columns=["request_id"]).to_csv(index=False).encode()
     from_csv = json.loads(runtime.predict_batch(csv, "text/csv", "csv-1").body)
     np.testing.assert_allclose(from_csv["churn_probability"], expected, atol=1e-12)
-    assert from_csv["request_ids"][0] == "csv-1-0"
+    assert from_csv["request_id"] == "csv-1"
 
     runtime.log.flush()
     logged = read_log(runtime.log_directory)
-    assert len(logged) == 1 + 12 + 12 + 12
-    assert {"req-1", "req-2-11", "csv-1-0"} <= set(logged["request_id"])
+    assert len(logged) == 1 + 12 + 12 + 12 and logged["request_id"].is_unique
+    # Batch rows: the record's own id, else <request id>-<row>.
+    assert {"req-1", "req-2-11", "csv-1-0", "csv-1-11", "own-2", f"{batch['request_id']}-3"} <= set(
+        logged["request_id"])
+    assert f"{batch['request_id']}-2" not in set(logged["request_id"])
 
 
 def test_runtime_refuses_bad_csv_naming_the_column(runtime):
@@ -365,3 +369,22 @@ def test_model_info_describes_the_model(runtime):
     assert (info.model_version, info.stage, info.threshold) == ("3", "production", 0.4)
     assert set(info.features) == set(SCHEMA.feature_names)
     assert info.inference_path.startswith("compiled LogisticRegression")
+
+
+def test_monitoring_reads_what_the_service_writes(tmp_path):
+    from churnops.monitoring.inference_log import WindowSpec, conform_features, read_window
+
+    writer = InferenceLogWriter(tmp_path / "log", SCHEMA, "churn_classifier", "4", b"s", flush_seconds=0.05)
+    sample = records(30, seed=17)
+    sample[0]["age"], sample[1]["gender"] = None, None
+    batch = CONTRACT.parse_batch(json.dumps(sample).encode())
+    writer.append(batch, None, np.linspace(0, 1, 30), (np.arange(30) % 2).astype(np.int64), base_id="req")
+    writer.close()
+    frame, summary = read_window(tmp_path / "log", WindowSpec(last=100))
+    assert len(frame) == 30 and summary.rows_malformed == 0 and summary.files_skipped == 0
+    assert summary.model_versions == {"4": 30}
+    assert list(frame["request_id"]) == [f"req-{i}" for i in range(30)]
+    features, check = conform_features(frame, SCHEMA)
+    assert not check.issues, check.issues
+    assert np.isnan(features.loc[0, "age"]) and pd.isna(features.loc[1, "gender"])
+    assert list(features["contract_type"].astype(str)[2:5]) == [r["contract_type"] for r in sample[2:5]]

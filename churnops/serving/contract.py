@@ -151,13 +151,13 @@ class Prediction(BaseModel):
 
 
 class BatchPrediction(BaseModel):
-    request_id: str = Field(description="Id of the whole request; rows get <request_id>-<row> unless they carry one")
+    request_id: str = Field(description="Id of the whole request. Row i's id (in the inference log, for "
+                                        "feedback) is its record's own request_id, else <request_id>-<i>")
     model_name: str
     model_version: str
     threshold: float
     rows: int
-    request_ids: list[str]
-    churn_probability: list[float]
+    churn_probability: list[float] = Field(description="In the order of the records sent")
     label: list[int]
 
 
@@ -193,7 +193,8 @@ def customer_struct(rules: FieldRules) -> type[msgspec.Struct]:
     if rules.id_column:
         fields.append((rules.id_column, text, None))
     fields.append((REQUEST_ID_FIELD, text, None))
-    return msgspec.defstruct("CustomerRecord", fields, forbid_unknown_fields=True)
+    # gc=False: a 1k-row batch would otherwise add a thousand objects for the cyclic GC to track.
+    return msgspec.defstruct("CustomerRecord", fields, forbid_unknown_fields=True, gc=False)
 
 
 # ------------------------------------------------------------------------------------------ contract
@@ -219,7 +220,8 @@ class RequestContract:
         )
         self._numeric = _getter(self.rules.numeric_names)
         self._categorical = _getter(self.rules.categorical_names)
-        self._spellings = [self.rules.spellings[n] for n in self.rules.categorical_names]
+        # Spelling -> category code, with null -> -1, looked up in C by np.fromiter(map(...)).
+        self._codes = [{**self.rules.spellings[n], None: -1} for n in self.rules.categorical_names]
         self._ids = attrgetter(self.rules.id_column) if self.rules.id_column else None
         self._request_id = attrgetter(REQUEST_ID_FIELD)
 
@@ -257,13 +259,12 @@ class RequestContract:
             numeric = np.array(rows, dtype=np.float64).reshape(n, k)
         else:
             numeric = np.empty((n, 0), dtype=np.float64)
-        m = len(self._spellings)
+        m = len(self._codes)
         codes = np.empty((n, m), dtype=np.int32)
         if m:
-            columns = zip(*map(self._categorical, records), strict=True) if m > 1 else [
-                list(map(self._categorical, records))]
-            for j, (values, spellings) in enumerate(zip(columns, self._spellings, strict=True)):
-                codes[:, j] = [-1 if v is None else spellings[v] for v in values]
+            columns = zip(*map(self._categorical, records), strict=True)
+            for j, (values, lookup) in enumerate(zip(columns, self._codes, strict=True)):
+                codes[:, j] = np.fromiter(map(lookup.__getitem__, values), dtype=np.int32, count=n)
         customer_ids = list(map(self._ids, records)) if self._ids else None
         return FeatureBatch(numeric=numeric, codes=codes, customer_ids=customer_ids,
                             request_ids=list(map(self._request_id, records)))

@@ -27,11 +27,12 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from churnops.dataset_schema import DatasetSchema
 from churnops.serving.contract import FeatureBatch
-from churnops.serving.pseudonym import customer_key
+from churnops.serving.pseudonym import CustomerKeyHasher
 
 logger = logging.getLogger(__name__)
 
@@ -41,13 +42,25 @@ NS_PER_DAY = 86_400 * 10**9
 @dataclass(frozen=True)
 class _Chunk:
     batch: FeatureBatch
-    request_ids: list[str]
+    # Either the rows' ids, or a base id: row i is then its record's own id, else "<base>-<i>".
+    request_ids: list[str] | None
+    base_id: str | None
     probabilities: np.ndarray
     labels: np.ndarray
     timestamp_ns: int
 
     def __len__(self) -> int:
-        return len(self.request_ids)
+        return len(self.probabilities)
+
+    def ids(self, suffixes: pa.Array) -> pa.Array:
+        if self.request_ids is not None:
+            return pa.array(self.request_ids, type=pa.string())
+        derived = pc.binary_join_element_wise(self.base_id, suffixes.slice(0, len(self)), "")
+        own = self.batch.request_ids
+        if any(rid is not None for rid in own):
+            derived = pc.if_else(pc.is_valid(pa.array(own, type=pa.string())), pa.array(own, type=pa.string()),
+                                 derived)
+        return derived
 
 
 @dataclass
@@ -82,7 +95,13 @@ class InferenceLogWriter:
         self.max_pending_rows = max_pending_rows
         self.writer_id = writer_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.stats = WriterStats()
-        self._categories = [np.array([*f.categories, None], dtype=object) for f in schema.categorical]
+        self._hasher = CustomerKeyHasher(salt) if salt is not None else None
+        self._dictionaries = [pa.array(f.categories, type=pa.string()) for f in schema.categorical]
+        # Dictionary-encode only low-cardinality columns; ids and keys are unique per row.
+        self._dictionary_columns = ["model_name", "model_version", *schema.categorical_names]
+        self._row_suffixes: pa.Array | None = None
+        # Statistics let readers skip files by time or version; on unique ids they only cost.
+        self._statistics_columns = ["timestamp", "model_version", "probability", "label"]
         self._pending: list[_Chunk] = []
         self._pending_rows = 0
         self._oldest: float | None = None
@@ -96,9 +115,13 @@ class InferenceLogWriter:
         atexit.register(self.close)
 
     # -- request path
-    def append(self, batch: FeatureBatch, request_ids: list[str], probabilities: np.ndarray,
-               labels: np.ndarray, timestamp_ns: int | None = None) -> None:
-        chunk = _Chunk(batch, request_ids, probabilities, labels, timestamp_ns or time.time_ns())
+    def append(self, batch: FeatureBatch, request_ids: list[str] | None, probabilities: np.ndarray,
+               labels: np.ndarray, timestamp_ns: int | None = None, base_id: str | None = None) -> None:
+        """Queue scored rows. Give each row's ``request_ids``, or a ``base_id`` from which the
+        writer derives them (a record's own id, else ``<base_id>-<row>``), off the request path."""
+        if request_ids is None and base_id is None:
+            raise ValueError("append needs request_ids or a base_id")
+        chunk = _Chunk(batch, request_ids, base_id, probabilities, labels, timestamp_ns or time.time_ns())
         with self._condition:
             if self._closing:
                 raise RuntimeError("the inference log is closed")
@@ -193,23 +216,21 @@ class InferenceLogWriter:
             self._sequence += 1
             name = f"{self.writer_id}-{self._sequence:06d}.parquet"
             temporary = folder / f".{name}.tmp"
-            pq.write_table(part, temporary, compression="zstd")
+            pq.write_table(part, temporary, compression="snappy", use_dictionary=self._dictionary_columns,
+                           write_statistics=self._statistics_columns, store_schema=False)
             os.replace(temporary, folder / name)
             self.stats.files_written += 1
         self.stats.rows_written += table.num_rows
 
     def _table(self, chunks: list[_Chunk]) -> pa.Table:
         rows = sum(len(c) for c in chunks)
-        request_ids = [rid for c in chunks for rid in c.request_ids]
         timestamps = np.concatenate([np.full(len(c), c.timestamp_ns, dtype=np.int64) for c in chunks])
-        if self.schema.id_column and self.salt is not None:
-            salt = self.salt
-            keys = [None if cid is None else customer_key(cid, salt)
-                    for c in chunks for cid in (c.batch.customer_ids or [None] * len(c))]
+        if self.schema.id_column and self._hasher is not None:
+            keys = self._hasher.many(c.batch.customer_ids or [None] * len(c) for c in chunks)
         else:
             keys = [None] * rows
         columns: dict[str, pa.Array] = {
-            "request_id": pa.array(request_ids, type=pa.string()),
+            "request_id": pa.concat_arrays([c.ids(self._suffixes(max(len(c) for c in chunks))) for c in chunks]),
             "timestamp": pa.array(timestamps, type=pa.timestamp("ns", tz="UTC")),
             "model_name": pa.array([self.model_name] * rows, type=pa.string()),
             "model_version": pa.array([self.model_version] * rows, type=pa.string()),
@@ -223,5 +244,15 @@ class InferenceLogWriter:
             columns[name] = pa.array(column, mask=np.isnan(column), type=pa.float64())
         codes = np.concatenate([c.batch.codes for c in chunks])
         for j, name in enumerate(self.schema.categorical_names):
-            columns[name] = pa.array(self._categories[j][codes[:, j]], type=pa.string())
+            # Dictionary arrays go into Parquet's dictionary pages as they are; without the Arrow
+            # schema in the file (store_schema=False) readers get plain strings back.
+            indices = pa.array(codes[:, j], mask=codes[:, j] < 0, type=pa.int32())
+            columns[name] = pa.DictionaryArray.from_arrays(indices, self._dictionaries[j])
         return pa.table(columns)
+
+    def _suffixes(self, rows: int) -> pa.Array:
+        """"-0", "-1", ... for deriving row ids, built once and grown on demand."""
+        if self._row_suffixes is None or len(self._row_suffixes) < rows:
+            size = max(rows, 2 * len(self._row_suffixes or []), 1024)
+            self._row_suffixes = pa.array([f"-{i}" for i in range(size)], type=pa.string())
+        return self._row_suffixes

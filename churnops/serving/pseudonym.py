@@ -1,4 +1,4 @@
-"""Customer ids are pseudonymised before anything is written: HMAC-SHA256 with a salt.
+"""Customer ids are pseudonymised before anything is written: SHA-256 of salt + id.
 
 The salt is a secret of the deployment, not of the code: it comes from an environment
 variable (``CHURNOPS_CUSTOMER_SALT`` by default) or from a file under the state folder that
@@ -8,10 +8,10 @@ salt so outcomes join to predictions: use :func:`customer_key_function`.
 
 from __future__ import annotations
 
-import hmac
+import hashlib
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from churnops.settings import StatePaths
 
@@ -43,8 +43,35 @@ def load_salt(paths: StatePaths, salt_env: str = "CHURNOPS_CUSTOMER_SALT",
 
 
 def customer_key(customer_id: str, salt: bytes) -> str:
-    """The pseudonym of ``customer_id``: hex HMAC-SHA256 under ``salt``."""
-    return hmac.digest(salt, customer_id.encode(), "sha256").hex()
+    """The pseudonym of ``customer_id``: hex SHA-256 of ``salt`` followed by the UTF-8 id."""
+    return hashlib.sha256(salt + customer_id.encode()).hexdigest()
+
+
+class CustomerKeyHasher:
+    """:func:`customer_key` for many ids: the salted state is computed once and copied."""
+
+    def __init__(self, salt: bytes) -> None:
+        self._salted = hashlib.sha256(salt)
+
+    def __call__(self, customer_id: str) -> str:
+        digest = self._salted.copy()
+        digest.update(customer_id.encode())
+        return digest.hexdigest()
+
+    def many(self, groups: Iterable[Iterable[str | None]]) -> list[str | None]:
+        """Keys of every id in ``groups`` (lists of ids, e.g. one per request), in order."""
+        copy = self._salted.copy
+        keys: list[str | None] = []
+        append = keys.append
+        for customer_ids in groups:
+            for customer_id in customer_ids:
+                if customer_id is None:
+                    append(None)
+                    continue
+                digest = copy()
+                digest.update(customer_id.encode())
+                append(digest.hexdigest())
+        return keys
 
 
 def customer_key_function(paths: StatePaths) -> Callable[[str], str]:
@@ -53,5 +80,5 @@ def customer_key_function(paths: StatePaths) -> Callable[[str], str]:
     from churnops.serving.config import load_serving_config
 
     options = load_serving_config().pseudonymisation
-    salt = load_salt(paths, options.salt_env, options.salt_file)
-    return lambda customer_id: customer_key(str(customer_id), salt)
+    hasher = CustomerKeyHasher(load_salt(paths, options.salt_env, options.salt_file))
+    return lambda customer_id: hasher(str(customer_id))

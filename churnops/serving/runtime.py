@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -38,6 +37,7 @@ from churnops.settings import StatePaths
 logger = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "x-request-id"
+_ENCODER = msgspec.json.Encoder()
 CSV_TYPES = {"text/csv", "application/csv"}
 
 
@@ -93,7 +93,7 @@ class ServingRuntime:
             for rid, p, label in zip(ids, probabilities.tolist(), labels.tolist(), strict=True)
         ]
         payload = results if many else results[0]
-        return Answer(json.dumps(payload).encode(), base, probabilities, labels)
+        return Answer(_ENCODER.encode(payload), base, probabilities, labels)
 
     def predict_batch(self, body: bytes, content_type: str, header_request_id: str | None) -> Answer:
         if content_type in CSV_TYPES:
@@ -105,11 +105,11 @@ class ServingRuntime:
                                [{"loc": ["header", "content-type"], "type": "unsupported_media_type",
                                  "msg": "send application/json (an array of records) or text/csv"}])
         base = _request_id(header_request_id)
-        ids = _row_ids(batch.request_ids, base, True)
-        probabilities, labels = self._score(batch, ids)
-        payload = {"request_id": base, **self._common, "rows": len(ids), "request_ids": ids,
+        probabilities, labels = self._score(batch, None, base)
+        # Row i's request id is its record's own, else "<request_id>-<i>": derived, not sent back.
+        payload = {"request_id": base, **self._common, "rows": len(batch),
                    "churn_probability": probabilities.tolist(), "label": labels.tolist()}
-        return Answer(json.dumps(payload).encode(), base, probabilities, labels)
+        return Answer(_ENCODER.encode(payload), base, probabilities, labels)
 
     def model_info(self) -> ModelInfo:
         card = self.card
@@ -127,11 +127,12 @@ class ServingRuntime:
             self.log.close()
 
     # -- internals
-    def _score(self, batch: FeatureBatch, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    def _score(self, batch: FeatureBatch, ids: list[str] | None, base: str | None = None,
+               ) -> tuple[np.ndarray, np.ndarray]:
         probabilities = self.scorer(batch)
         labels = (probabilities >= self.threshold).astype(np.int64)
         if self.log is not None:
-            self.log.append(batch, ids, probabilities, labels, time.time_ns())
+            self.log.append(batch, ids, probabilities, labels, time.time_ns(), base_id=base)
         return probabilities, labels
 
     def _parse_csv(self, body: bytes) -> FeatureBatch:

@@ -1,0 +1,297 @@
+"""Serving benchmark: the churn service against a naive FastAPI app and a do-nothing BentoML
+endpoint, same model, same run, same machine.
+
+    .venv/bin/python bench/serving/run_bench.py [--seconds 10] [--rows 10000]
+
+Each server runs alone, pinned to CPU 0 (``taskset -c 0``, its workers inherit it); ``wrk`` runs
+pinned to CPU 1 (Debian's ``wrk``; installed with apt-get when missing and running as root,
+otherwise: ``sudo apt-get install wrk``). For every server: single-customer ``/predict`` at 1, 8
+and 64 connections, then 1 connection again right after the 64-connection burst, and
+``/predict_batch`` with 1,000-row JSON bodies. The churn service runs twice, with the inference
+log on and off. Results: ``bench/out/serving.json`` and ``bench/out/serving.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+OUT = ROOT / "bench" / "out"
+LUA = Path(__file__).with_name("post.lua")
+SERVER_CPU, CLIENT_CPU = "0", "1"
+BATCH_ROWS = 1000
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        found = shutil.which("wrk")
+    if not found:
+        sys.exit("wrk is required: sudo apt-get install wrk")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_ready(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{url} not ready after {timeout} s")
+
+
+def post(url: str, body: bytes) -> dict[str, Any]:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+class Server:
+    def __init__(self, name: str, command: list[str], env: dict[str, str], port: int, ready_path: str,
+                 log: Path) -> None:
+        self.name, self.port, self.log = name, port, log
+        self.url = f"http://127.0.0.1:{port}"
+        with log.open("wb") as handle:
+            self.process = subprocess.Popen(["taskset", "-c", SERVER_CPU, *command], cwd=ROOT, env=env,
+                                            stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_ready(self.url + ready_path, self.process)
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=60)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def wrk(wrk_path: str, url: str, body_file: Path, connections: int, seconds: float) -> dict[str, Any]:
+    env = {**os.environ, "WRK_BODY_FILE": str(body_file), "WRK_CONTENT_TYPE": "application/json"}
+    result = subprocess.run(
+        ["taskset", "-c", CLIENT_CPU, wrk_path, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s",
+         "--timeout", "10s", "-s", str(LUA), url], env=env, capture_output=True, text=True, check=True)
+    line = next(line for line in result.stdout.splitlines() if line.startswith("WRK_JSON "))
+    figures = json.loads(line.removeprefix("WRK_JSON "))
+    figures["rps"] = figures["requests"] / figures["seconds"]
+    figures["errors"] = sum(figures[k] for k in ("non_2xx", "connect_errors", "read_errors", "write_errors",
+                                                 "timeouts"))
+    return figures
+
+
+def measure(wrk_path: str, server: Server, single: Path, batch: Path | None, seconds: float) -> dict[str, Any]:
+    predict = server.url + "/predict"
+    wrk(wrk_path, predict, single, 8, 3)  # warm-up
+    results: dict[str, Any] = {}
+    for label, connections in (("c1", 1), ("c8", 8), ("c64", 64), ("c1_after_burst", 1)):
+        results[label] = wrk(wrk_path, predict, single, connections, seconds)
+        print(f"  {server.name:<16} /predict {label:<15} {results[label]['rps']:8.0f} req/s  "
+              f"p50 {results[label]['p50_ms']:6.2f} ms  p99 {results[label]['p99_ms']:7.2f} ms  "
+              f"errors {results[label]['errors']}", flush=True)
+    if batch is not None:
+        figures = wrk(wrk_path, server.url + "/predict_batch", batch, 2, seconds)
+        figures["rows_per_s"] = figures["rps"] * BATCH_ROWS
+        results["batch_1k"] = figures
+        print(f"  {server.name:<16} /predict_batch 1k rows {figures['rows_per_s']:10.0f} rows/s  "
+              f"p50 {figures['p50_ms']:6.2f} ms  errors {figures['errors']}", flush=True)
+    return results
+
+
+def prepare(home: Path, rows: int) -> dict[str, Any]:
+    """Train the benchmark model, save it for the naive app, package it as a Bento."""
+    from churnops.settings import configure_environment
+
+    paths = configure_environment(home)
+    import joblib
+
+    from churnops import deployment
+    from churnops.dataset_schema import load_schema
+    from churnops.modeling import CandidateSpec, best_f1_threshold, build_pipeline
+    from churnops.serving.packaging import ModelCard
+    from churnops.synthetic import SyntheticSpec, generate_customers
+    from churnops.validation import validate_and_clean
+
+    schema = load_schema("synthetic")
+    cleaned, _ = validate_and_clean(generate_customers(SyntheticSpec(rows=rows, seed=1)), schema)
+    features, target = cleaned[schema.feature_names], cleaned[schema.target.column]
+    pipeline = build_pipeline(schema, CandidateSpec(estimator="sklearn.linear_model.LogisticRegression",
+                                                    params={"max_iter": 2000}), 42).fit(features, target)
+    threshold, _ = best_f1_threshold(target.to_numpy(), pipeline.predict_proba(features)[:, 1])
+    joblib.dump(pipeline, home / "pipeline.joblib")
+    card = ModelCard(model_name="churn_classifier", model_version="bench", stage="production",
+                     threshold=threshold, dataset="synthetic")
+    bento_tag = deployment.build_bento(deployment.save_bento_model(pipeline, schema, card), card)
+
+    requests = generate_customers(SyntheticSpec(rows=BATCH_ROWS, seed=99)).drop(columns=[schema.target.column])
+    records = json.loads(requests.to_json(orient="records"))
+    for record in records:
+        for feature in schema.numeric:
+            if feature.kind == "int" and record[feature.name] is not None:
+                record[feature.name] = int(record[feature.name])
+    (home / "single.json").write_text(json.dumps(records[0]))
+    (home / "batch.json").write_text(json.dumps(records))
+    return {"paths": paths, "bento_tag": bento_tag, "threshold": threshold}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10.0, help="duration of each wrk run")
+    parser.add_argument("--rows", type=int, default=10_000, help="training rows of the benchmark model")
+    args = parser.parse_args()
+    wrk_path = ensure_wrk()
+    if (os.cpu_count() or 1) < 2:
+        sys.exit("needs 2 CPUs: one for the server, one for wrk")
+    OUT.mkdir(parents=True, exist_ok=True)
+    home = Path(tempfile.mkdtemp(prefix="serving-bench-", dir=OUT))
+    setup = prepare(home, args.rows)
+    from churnops.settings import environment
+
+    base_env = {**os.environ, **environment(setup["paths"])}
+    single, batch = home / "single.json", home / "batch.json"
+    python = sys.executable
+    targets = [
+        ("naive FastAPI", [python, "-m", "uvicorn", "bench.serving.naive_app:app", "--host", "127.0.0.1",
+                           "--workers", "1"], {"NAIVE_MODEL": str(home / "pipeline.joblib"),
+                                               "NAIVE_THRESHOLD": str(setup["threshold"])}, "/docs", True),
+        ("BentoML floor", [python, "-m", "bentoml", "serve", "bench.serving.floor_service:FloorService",
+                           "--host", "127.0.0.1"], {}, "/readyz", False),
+        ("churn log on", [python, "-m", "bentoml", "serve", setup["bento_tag"], "--host", "127.0.0.1"],
+         {"CHURNOPS_INFERENCE_LOG": "on"}, "/readyz", True),
+        ("churn log off", [python, "-m", "bentoml", "serve", setup["bento_tag"], "--host", "127.0.0.1"],
+         {"CHURNOPS_INFERENCE_LOG": "off"}, "/readyz", True),
+    ]
+    results: dict[str, Any] = {}
+    for name, command, extra, ready, has_batch in targets:
+        port = free_port()
+        port_flag = ["--port", str(port)]
+        server = Server(name, command + port_flag, {**base_env, **extra}, port, ready,
+                        home / f"{name.replace(' ', '_')}.log")
+        try:
+            answer = post(server.url + "/predict", single.read_bytes())
+            print(f"{name}: {answer}", flush=True)
+            results[name] = measure(wrk_path, server, single, batch if has_batch else None, args.seconds)
+        finally:
+            server.stop()
+        if name == "churn log on":
+            results[name]["logged_rows"] = count_logged_rows(setup["paths"].inference_log_dir)
+    summary = summarise(results)
+    (OUT / "serving.json").write_text(json.dumps({"results": results, "summary": summary,
+                                                  "seconds": args.seconds, "cpu": describe_cpu()}, indent=2))
+    markdown = render(results, summary, args.seconds)
+    (OUT / "serving.md").write_text(markdown)
+    print(markdown)
+    shutil.rmtree(home, ignore_errors=True)
+    return 0
+
+
+def count_logged_rows(directory: Path) -> int:
+    import pyarrow.dataset as pads
+
+    if not directory.exists():
+        return 0
+    return pads.dataset(directory, format="parquet", partitioning="hive").count_rows()
+
+
+def describe_cpu() -> str:
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("model name"))
+    except (FileNotFoundError, StopIteration):
+        model = "unknown"
+    return f"{os.cpu_count()} x {model}"
+
+
+def summarise(results: dict[str, Any]) -> dict[str, Any]:
+    churn, naive, floor, quiet = (results["churn log on"], results["naive FastAPI"], results["BentoML floor"],
+                                  results["churn log off"])
+    logged = churn.get("logged_rows", 0)
+    served = sum(churn[k]["requests"] - churn[k]["non_2xx"] for k in ("c1", "c8", "c64", "c1_after_burst")) + \
+        (churn["batch_1k"]["requests"] - churn["batch_1k"]["non_2xx"]) * BATCH_ROWS
+    return {
+        "c8_vs_floor": churn["c8"]["rps"] / floor["c8"]["rps"],
+        "c8_vs_naive": churn["c8"]["rps"] / naive["c8"]["rps"],
+        "c8_p99_ms": churn["c8"]["p99_ms"],
+        "c64_errors": churn["c64"]["errors"],
+        "c64_vs_naive": churn["c64"]["rps"] / naive["c64"]["rps"],
+        "c1_after_burst_p50_ms": churn["c1_after_burst"]["p50_ms"],
+        "batch_vs_naive": churn["batch_1k"]["rows_per_s"] / naive["batch_1k"]["rows_per_s"],
+        "log_on_vs_off_c8": churn["c8"]["rps"] / quiet["c8"]["rps"],
+        "log_on_vs_off_batch": churn["batch_1k"]["rows_per_s"] / quiet["batch_1k"]["rows_per_s"],
+        "logged_rows": logged,
+        "rows_answered_2xx_excluding_warmup": served,
+    }
+
+
+def render(results: dict[str, Any], summary: dict[str, Any], seconds: float) -> str:
+    lines = [f"Each cell: {seconds:g} s of wrk on CPU 1 against one server on CPU 0 (`taskset`). "
+             "req/s, p50 / p99 latency in ms; errors = non-2xx + socket errors.", "",
+             "| server | c=1 | c=8 | c=64 | c=1 after c=64 burst | /predict_batch 1k rows (c=2) |",
+             "|---|---|---|---|---|---|"]
+    for name, figures in results.items():
+        cells = []
+        for key in ("c1", "c8", "c64", "c1_after_burst"):
+            f = figures[key]
+            cells.append(f"{f['rps']:.0f} req/s, {f['p50_ms']:.2f} / {f['p99_ms']:.2f} ms, {f['errors']} err")
+        batch = figures.get("batch_1k")
+        cells.append(f"{batch['rows_per_s']:,.0f} rows/s, p50 {batch['p50_ms']:.1f} ms, {batch['errors']} err"
+                     if batch else "-")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    s = summary
+    lines += ["", "| target | measured | met |", "|---|---|---|",
+              f"| /predict c=8 ≥ 80 % of the BentoML floor | {s['c8_vs_floor']:.0%} | "
+              f"{_met(s['c8_vs_floor'] >= 0.8)} |",
+              f"| /predict c=8 p99 ≤ 30 ms | {s['c8_p99_ms']:.1f} ms | {_met(s['c8_p99_ms'] <= 30)} |",
+              f"| /predict c=8 vs naive FastAPI | {s['c8_vs_naive']:.1f}× | (about 4× expected) |",
+              f"| /predict c=64: no errors | {s['c64_errors']} errors | {_met(s['c64_errors'] == 0)} |",
+              f"| /predict c=64 ≥ 4× naive | {s['c64_vs_naive']:.1f}× | {_met(s['c64_vs_naive'] >= 4)} |",
+              f"| c=1 after the burst: p50 ≤ 5 ms | {s['c1_after_burst_p50_ms']:.2f} ms | "
+              f"{_met(s['c1_after_burst_p50_ms'] <= 5)} |",
+              f"| /predict_batch 1k rows ≥ 5× naive rows/s | {s['batch_vs_naive']:.1f}× | "
+              f"{_met(s['batch_vs_naive'] >= 5)} |",
+              f"| inference log on within 10 % of off (c=8 /predict) | {s['log_on_vs_off_c8']:.0%} | "
+              f"{_met(s['log_on_vs_off_c8'] >= 0.9)} |",
+              f"| inference log on within 10 % of off (1k-row batches) | {s['log_on_vs_off_batch']:.0%} | "
+              f"{_met(s['log_on_vs_off_batch'] >= 0.9)} |",
+              f"| every answered row logged | {s['logged_rows']:,} rows logged, "
+              f"{s['rows_answered_2xx_excluding_warmup']:,} answered in the measured runs (+ warm-up) | "
+              f"{_met(s['logged_rows'] >= s['rows_answered_2xx_excluding_warmup'])} |"]
+    return "\n".join(lines) + "\n"
+
+
+def _met(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
