@@ -218,12 +218,12 @@ class RequestContract:
         self._batch_decoder = msgspec.json.Decoder(
             Annotated[list[struct], msgspec.Meta(min_length=1, max_length=max_batch_rows)]
         )
-        self._numeric = _getter(self.rules.numeric_names)
-        self._categorical = _getter(self.rules.categorical_names)
+        # Features in schema order, then the id column (if any), then request_id: always 2+ names,
+        # so the getter returns a tuple.
+        self._fields = attrgetter(*self.rules.numeric_names, *self.rules.categorical_names,
+                                  *([self.rules.id_column] if self.rules.id_column else []), REQUEST_ID_FIELD)
         # Spelling -> category code, with null -> -1, looked up in C by np.fromiter(map(...)).
         self._codes = [{**self.rules.spellings[n], None: -1} for n in self.rules.categorical_names]
-        self._ids = attrgetter(self.rules.id_column) if self.rules.id_column else None
-        self._request_id = attrgetter(REQUEST_ID_FIELD)
 
     # -- parsing
     def parse_predict(self, body: bytes) -> tuple[FeatureBatch, bool]:
@@ -252,22 +252,19 @@ class RequestContract:
         return self.to_batch(records)
 
     def to_batch(self, records: list[Any]) -> FeatureBatch:
+        """Validated records (pydantic models or msgspec structs) to arrays, column by column:
+        one C-level pass reads every field, zip transposes, numpy converts (None -> NaN)."""
         n = len(records)
-        k = len(self.rules.numeric_names)
-        if k:
-            rows = list(map(self._numeric, records))
-            numeric = np.array(rows, dtype=np.float64).reshape(n, k)
-        else:
-            numeric = np.empty((n, 0), dtype=np.float64)
-        m = len(self._codes)
+        k, m = len(self.rules.numeric_names), len(self._codes)
+        columns = list(zip(*map(self._fields, records), strict=True))
+        numeric = np.empty((n, k), dtype=np.float64)
+        for i in range(k):
+            numeric[:, i] = np.array(columns[i], dtype=np.float64)
         codes = np.empty((n, m), dtype=np.int32)
-        if m:
-            columns = zip(*map(self._categorical, records), strict=True)
-            for j, (values, lookup) in enumerate(zip(columns, self._codes, strict=True)):
-                codes[:, j] = np.fromiter(map(lookup.__getitem__, values), dtype=np.int32, count=n)
-        customer_ids = list(map(self._ids, records)) if self._ids else None
-        return FeatureBatch(numeric=numeric, codes=codes, customer_ids=customer_ids,
-                            request_ids=list(map(self._request_id, records)))
+        for j, lookup in enumerate(self._codes):
+            codes[:, j] = np.fromiter(map(lookup.__getitem__, columns[k + j]), dtype=np.int32, count=n)
+        customer_ids = list(columns[k + m]) if self.rules.id_column else None
+        return FeatureBatch(numeric=numeric, codes=codes, customer_ids=customer_ids, request_ids=list(columns[-1]))
 
     # -- documentation
     def predict_schema(self, **kwargs: Any) -> dict[str, Any]:
@@ -275,13 +272,6 @@ class RequestContract:
 
     def batch_schema(self, **kwargs: Any) -> dict[str, Any]:
         return TypeAdapter(self.batch_input).json_schema(**kwargs)
-
-
-def _getter(names: list[str]) -> Any:
-    if len(names) == 1:
-        single = attrgetter(names[0])
-        return lambda record: (single(record),)
-    return attrgetter(*names) if names else (lambda record: ())
 
 
 def _explain(error: ValidationError, adapter: TypeAdapter[Any], body: bytes) -> RequestError:
