@@ -144,7 +144,7 @@ def join_outcomes(predictions: pd.DataFrame, feedback: pd.DataFrame) -> pd.DataF
     """``predictions`` with ``outcome`` (NaN when unlabelled) and ``matched_by`` (request/customer/none)."""
     out = predictions.copy()
     by_request = latest_labels(feedback, "request_id").set_index("request_id")["outcome"]
-    outcome = out["request_id"].astype(str).map(by_request)
+    outcome = out["request_id"].map(by_request)
     matched_by = pd.Series("none", index=out.index, dtype=object)
     matched_by[outcome.notna()] = "request"
     if "customer_key" in out.columns:

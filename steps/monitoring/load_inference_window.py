@@ -6,11 +6,16 @@ from zenml import step
 
 from churnops.dataset_schema import DatasetSchema
 from churnops.monitoring.inference_log import LogReadSummary, SchemaCheck, WindowSpec, conform_features, read_window
-from materializers.monitoring import LogReadSummaryMaterializer, SchemaCheckMaterializer
+from materializers.monitoring import (
+    InferenceWindowMaterializer,
+    LogReadSummaryMaterializer,
+    SchemaCheckMaterializer,
+)
 
 
 # Never cached: the log grows while the parameters stay the same.
-@step(enable_cache=False, output_materializers={"log_read_summary": LogReadSummaryMaterializer,
+@step(enable_cache=False, output_materializers={"inference_window": InferenceWindowMaterializer,
+                                                "log_read_summary": LogReadSummaryMaterializer,
                                                 "schema_check": SchemaCheckMaterializer})
 def load_inference_window(
     dataset_schema: DatasetSchema, log_dir: str, window_hours: float | None = None, last: int | None = None,
