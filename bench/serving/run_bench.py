@@ -1,14 +1,16 @@
 """Serving benchmark: the churn service against a naive FastAPI app and a do-nothing BentoML
 endpoint, same model, same run, same machine.
 
-    .venv/bin/python bench/serving/run_bench.py [--seconds 10] [--rows 10000]
+    .venv/bin/python bench/serving/run_bench.py [--seconds 5] [--rounds 3] [--rows 10000]
 
-Each server runs alone, pinned to CPU 0 (``taskset -c 0``, its workers inherit it); ``wrk`` runs
-pinned to CPU 1 (Debian's ``wrk``; installed with apt-get when missing and running as root,
-otherwise: ``sudo apt-get install wrk``). For every server: single-customer ``/predict`` at 1, 8
-and 64 connections, then 1 connection again right after the 64-connection burst, and
-``/predict_batch`` with 1,000-row JSON bodies. The churn service runs twice, with the inference
-log on and off. Results: ``bench/out/serving.json`` and ``bench/out/serving.md``.
+Every server is pinned to CPU 0 (``taskset -c 0``; BentoML's workers inherit it) and ``wrk`` to
+CPU 1 (Debian's ``wrk``: installed with apt-get when missing and running as root, otherwise
+``sudo apt-get install wrk``). One server is under load at a time. Per server and round:
+single-customer ``/predict`` at 1, 8 and 64 connections, 1 connection again right after the
+64-connection burst, and ``/predict_batch`` with 1,000-row JSON bodies at 2 connections. Rounds
+interleave the servers so that changes in background load hit all of them alike; each figure is
+the median over rounds. The churn service runs twice: inference log on and off. Results:
+``bench/out/serving.json`` and ``bench/out/serving.md``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -110,22 +113,37 @@ def wrk(wrk_path: str, url: str, body_file: Path, connections: int, seconds: flo
     return figures
 
 
-def measure(wrk_path: str, server: Server, single: Path, batch: Path | None, seconds: float) -> dict[str, Any]:
+PREDICT_CELLS = (("c1", 1), ("c8", 8), ("c64", 64), ("c1_after_burst", 1))
+
+
+def measure_round(wrk_path: str, server: Server, single: Path, batch: Path | None, seconds: float,
+                  round_number: int) -> dict[str, Any]:
+    """One round on one server: /predict at 1, 8, 64 connections, 1 again right after the
+    64-connection burst, then 1k-row /predict_batch."""
     predict = server.url + "/predict"
-    wrk(wrk_path, predict, single, 8, 3)  # warm-up
+    wrk(wrk_path, predict, single, 8, 2)  # warm-up
     results: dict[str, Any] = {}
-    for label, connections in (("c1", 1), ("c8", 8), ("c64", 64), ("c1_after_burst", 1)):
+    for label, connections in PREDICT_CELLS:
         results[label] = wrk(wrk_path, predict, single, connections, seconds)
-        print(f"  {server.name:<16} /predict {label:<15} {results[label]['rps']:8.0f} req/s  "
-              f"p50 {results[label]['p50_ms']:6.2f} ms  p99 {results[label]['p99_ms']:7.2f} ms  "
-              f"errors {results[label]['errors']}", flush=True)
     if batch is not None:
         figures = wrk(wrk_path, server.url + "/predict_batch", batch, 2, seconds)
         figures["rows_per_s"] = figures["rps"] * BATCH_ROWS
         results["batch_1k"] = figures
-        print(f"  {server.name:<16} /predict_batch 1k rows {figures['rows_per_s']:10.0f} rows/s  "
-              f"p50 {figures['p50_ms']:6.2f} ms  errors {figures['errors']}", flush=True)
+    cells = "  ".join(f"{k} {v['rps']:.0f}/s p99 {v['p99_ms']:.0f}ms" for k, v in results.items())
+    print(f"  round {round_number} {server.name:<14} {cells}", flush=True)
     return results
+
+
+def median_cells(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per cell: the median of each figure over the rounds; errors are summed."""
+    merged: dict[str, Any] = {}
+    for cell in rounds[0]:
+        runs = [r[cell] for r in rounds]
+        merged[cell] = {key: float(statistics.median(run[key] for run in runs)) for key in runs[0]}
+        merged[cell]["errors"] = int(sum(run["errors"] for run in runs))
+        merged[cell]["non_2xx"] = int(sum(run["non_2xx"] for run in runs))
+        merged[cell]["rounds"] = len(runs)
+    return merged
 
 
 def prepare(home: Path, rows: int) -> dict[str, Any]:
@@ -166,7 +184,8 @@ def prepare(home: Path, rows: int) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=10.0, help="duration of each wrk run")
+    parser.add_argument("--seconds", type=float, default=5.0, help="duration of each wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; figures are medians")
     parser.add_argument("--rows", type=int, default=10_000, help="training rows of the benchmark model")
     args = parser.parse_args()
     wrk_path = ensure_wrk()
@@ -191,24 +210,29 @@ def main() -> int:
         ("churn log off", [python, "-m", "bentoml", "serve", setup["bento_tag"], "--host", "127.0.0.1"],
          {"CHURNOPS_INFERENCE_LOG": "off"}, "/readyz", True),
     ]
-    results: dict[str, Any] = {}
-    for name, command, extra, ready, has_batch in targets:
-        port = free_port()
-        port_flag = ["--port", str(port)]
-        server = Server(name, command + port_flag, {**base_env, **extra}, port, ready,
-                        home / f"{name.replace(' ', '_')}.log")
-        try:
-            answer = post(server.url + "/predict", single.read_bytes())
-            print(f"{name}: {answer}", flush=True)
-            results[name] = measure(wrk_path, server, single, batch if has_batch else None, args.seconds)
-        finally:
+    servers: list[tuple[Server, bool]] = []
+    rounds: dict[str, list[dict[str, Any]]] = {}
+    try:
+        for name, command, extra, ready, has_batch in targets:
+            port = free_port()
+            server = Server(name, [*command, "--port", str(port)], {**base_env, **extra}, port, ready,
+                            home / f"{name.replace(' ', '_')}.log")
+            servers.append((server, has_batch))
+            print(f"{name}: {post(server.url + '/predict', single.read_bytes())}", flush=True)
+        # Rounds interleave the servers, so a change in background load hits all of them alike.
+        for number in range(1, args.rounds + 1):
+            for server, has_batch in servers:
+                rounds.setdefault(server.name, []).append(
+                    measure_round(wrk_path, server, single, batch if has_batch else None, args.seconds, number))
+    finally:
+        for server, _ in servers:
             server.stop()
-        if name == "churn log on":
-            results[name]["logged_rows"] = count_logged_rows(setup["paths"].inference_log_dir)
-    summary = summarise(results)
-    (OUT / "serving.json").write_text(json.dumps({"results": results, "summary": summary,
+    results = {name: median_cells(runs) for name, runs in rounds.items()}
+    results["churn log on"]["logged_rows"] = count_logged_rows(setup["paths"].inference_log_dir)
+    summary = summarise(results, rounds["churn log on"])
+    (OUT / "serving.json").write_text(json.dumps({"results": results, "rounds": rounds, "summary": summary,
                                                   "seconds": args.seconds, "cpu": describe_cpu()}, indent=2))
-    markdown = render(results, summary, args.seconds)
+    markdown = render(results, summary, args.seconds, args.rounds)
     (OUT / "serving.md").write_text(markdown)
     print(markdown)
     shutil.rmtree(home, ignore_errors=True)
@@ -232,12 +256,14 @@ def describe_cpu() -> str:
     return f"{os.cpu_count()} x {model}"
 
 
-def summarise(results: dict[str, Any]) -> dict[str, Any]:
+def summarise(results: dict[str, Any], logged_rounds: list[dict[str, Any]]) -> dict[str, Any]:
     churn, naive, floor, quiet = (results["churn log on"], results["naive FastAPI"], results["BentoML floor"],
                                   results["churn log off"])
     logged = churn.get("logged_rows", 0)
-    served = sum(churn[k]["requests"] - churn[k]["non_2xx"] for k in ("c1", "c8", "c64", "c1_after_burst")) + \
-        (churn["batch_1k"]["requests"] - churn["batch_1k"]["non_2xx"]) * BATCH_ROWS
+    served = 0
+    for run in logged_rounds:
+        served += sum(run[k]["requests"] - run[k]["non_2xx"] for k in ("c1", "c8", "c64", "c1_after_burst"))
+        served += (run["batch_1k"]["requests"] - run["batch_1k"]["non_2xx"]) * BATCH_ROWS
     return {
         "c8_vs_floor": churn["c8"]["rps"] / floor["c8"]["rps"],
         "c8_vs_naive": churn["c8"]["rps"] / naive["c8"]["rps"],
@@ -253,9 +279,9 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def render(results: dict[str, Any], summary: dict[str, Any], seconds: float) -> str:
-    lines = [f"Each cell: {seconds:g} s of wrk on CPU 1 against one server on CPU 0 (`taskset`). "
-             "req/s, p50 / p99 latency in ms; errors = non-2xx + socket errors.", "",
+def render(results: dict[str, Any], summary: dict[str, Any], seconds: float, rounds: int) -> str:
+    lines = [f"Each cell: median of {rounds} interleaved rounds of {seconds:g} s of wrk (CPU 1) against one server "
+             "(CPU 0, `taskset`); req/s, p50 / p99 latency in ms; errors = non-2xx + socket errors, summed.", "",
              "| server | c=1 | c=8 | c=64 | c=1 after c=64 burst | /predict_batch 1k rows (c=2) |",
              "|---|---|---|---|---|---|"]
     for name, figures in results.items():

@@ -230,7 +230,7 @@ class InferenceLogWriter:
         else:
             keys = [None] * rows
         columns: dict[str, pa.Array] = {
-            "request_id": pa.concat_arrays([c.ids(self._suffixes(max(len(c) for c in chunks))) for c in chunks]),
+            "request_id": self._request_ids(chunks),
             "timestamp": pa.array(timestamps, type=pa.timestamp("ns", tz="UTC")),
             "model_name": pa.array([self.model_name] * rows, type=pa.string()),
             "model_version": pa.array([self.model_version] * rows, type=pa.string()),
@@ -249,6 +249,24 @@ class InferenceLogWriter:
             indices = pa.array(codes[:, j], mask=codes[:, j] < 0, type=pa.int32())
             columns[name] = pa.DictionaryArray.from_arrays(indices, self._dictionaries[j])
         return pa.table(columns)
+
+    def _request_ids(self, chunks: list[_Chunk]) -> pa.Array:
+        """Row ids in order: explicit ones gathered into as few arrays as possible (single
+        predictions arrive as thousands of one-row chunks), derived ones computed by Arrow."""
+        suffixes = self._suffixes(max(len(c) for c in chunks))
+        parts: list[pa.Array] = []
+        explicit: list[str] = []
+        for chunk in chunks:
+            if chunk.request_ids is not None:
+                explicit.extend(chunk.request_ids)
+                continue
+            if explicit:
+                parts.append(pa.array(explicit, type=pa.string()))
+                explicit = []
+            parts.append(chunk.ids(suffixes))
+        if explicit:
+            parts.append(pa.array(explicit, type=pa.string()))
+        return pa.concat_arrays(parts) if len(parts) > 1 else parts[0]
 
     def _suffixes(self, rows: int) -> pa.Array:
         """"-0", "-1", ... for deriving row ids, built once and grown on demand."""
