@@ -3,9 +3,10 @@ endpoint, same model, same run, same machine.
 
     .venv/bin/python bench/serving/run_bench.py [--seconds 5] [--rounds 3] [--rows 10000]
 
-Every server is pinned to CPU 0 (``taskset -c 0``; BentoML's workers inherit it) and ``wrk`` to
-CPU 1 (Debian's ``wrk``: installed with apt-get when missing and running as root, otherwise
-``sudo apt-get install wrk``). One server is under load at a time. Per server and round:
+Every server is pinned to CPU 0 (``taskset -c 0``; BentoML's workers inherit it) and the load
+generator to CPU 1: ``bench/serving/loadgen.py`` (asyncio, no install needed), or with
+``--client wrk`` Debian's ``wrk`` (installed with apt-get when missing and running as root,
+otherwise ``sudo apt-get install wrk``). One server is under load at a time. Per server and round:
 single-customer ``/predict`` at 1, 8 and 64 connections, 1 connection again right after the
 64-connection burst, and ``/predict_batch`` with 1,000-row JSON bodies at 2 connections. Rounds
 interleave the servers so that changes in background load hit all of them alike; each figure is
@@ -35,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 OUT = ROOT / "bench" / "out"
 LUA = Path(__file__).with_name("post.lua")
+LOADGEN = Path(__file__).with_name("loadgen.py")
 SERVER_CPU, CLIENT_CPU = "0", "1"
 BATCH_ROWS = 1000
 
@@ -100,33 +102,39 @@ class Server:
             self.process.wait()
 
 
-def wrk(wrk_path: str, url: str, body_file: Path, connections: int, seconds: float) -> dict[str, Any]:
+def load(client: str, url: str, body_file: Path, connections: int, seconds: float) -> dict[str, Any]:
+    """One closed-loop load run from CPU 1: the asyncio client (default) or wrk."""
+    if client == "python":
+        command = [sys.executable, str(LOADGEN), url, str(body_file), "--connections", str(connections),
+                   "--seconds", str(seconds)]
+        result = subprocess.run(["taskset", "-c", CLIENT_CPU, *command], capture_output=True, text=True, check=True)
+        return json.loads(result.stdout.strip().splitlines()[-1])
     env = {**os.environ, "WRK_BODY_FILE": str(body_file), "WRK_CONTENT_TYPE": "application/json"}
     result = subprocess.run(
-        ["taskset", "-c", CLIENT_CPU, wrk_path, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s",
+        ["taskset", "-c", CLIENT_CPU, client, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s",
          "--timeout", "10s", "-s", str(LUA), url], env=env, capture_output=True, text=True, check=True)
     line = next(line for line in result.stdout.splitlines() if line.startswith("WRK_JSON "))
     figures = json.loads(line.removeprefix("WRK_JSON "))
     figures["rps"] = figures["requests"] / figures["seconds"]
-    figures["errors"] = sum(figures[k] for k in ("non_2xx", "connect_errors", "read_errors", "write_errors",
-                                                 "timeouts"))
+    figures["socket_errors"] = sum(figures[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts"))
+    figures["errors"] = figures["non_2xx"] + figures["socket_errors"]
     return figures
 
 
 PREDICT_CELLS = (("c1", 1), ("c8", 8), ("c64", 64), ("c1_after_burst", 1))
 
 
-def measure_round(wrk_path: str, server: Server, single: Path, batch: Path | None, seconds: float,
+def measure_round(client: str, server: Server, single: Path, batch: Path | None, seconds: float,
                   round_number: int) -> dict[str, Any]:
     """One round on one server: /predict at 1, 8, 64 connections, 1 again right after the
     64-connection burst, then 1k-row /predict_batch."""
     predict = server.url + "/predict"
-    wrk(wrk_path, predict, single, 8, 2)  # warm-up
+    load(client, predict, single, 8, 2)  # warm-up
     results: dict[str, Any] = {}
     for label, connections in PREDICT_CELLS:
-        results[label] = wrk(wrk_path, predict, single, connections, seconds)
+        results[label] = load(client, predict, single, connections, seconds)
     if batch is not None:
-        figures = wrk(wrk_path, server.url + "/predict_batch", batch, 2, seconds)
+        figures = load(client, server.url + "/predict_batch", batch, 2, seconds)
         figures["rows_per_s"] = figures["rps"] * BATCH_ROWS
         results["batch_1k"] = figures
     cells = "  ".join(f"{k} {v['rps']:.0f}/s p99 {v['p99_ms']:.0f}ms" for k, v in results.items())
@@ -139,9 +147,11 @@ def median_cells(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for cell in rounds[0]:
         runs = [r[cell] for r in rounds]
-        merged[cell] = {key: float(statistics.median(run[key] for run in runs)) for key in runs[0]}
+        numbers = [key for key, value in runs[0].items() if isinstance(value, int | float)]
+        merged[cell] = {key: float(statistics.median(run[key] for run in runs)) for key in numbers}
         merged[cell]["errors"] = int(sum(run["errors"] for run in runs))
         merged[cell]["non_2xx"] = int(sum(run["non_2xx"] for run in runs))
+        merged[cell]["socket_errors"] = int(sum(run["socket_errors"] for run in runs))
         merged[cell]["rounds"] = len(runs)
     return merged
 
@@ -187,8 +197,10 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each wrk run")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; figures are medians")
     parser.add_argument("--rows", type=int, default=10_000, help="training rows of the benchmark model")
+    parser.add_argument("--client", choices=("python", "wrk"), default="python",
+                        help="load generator: bench/serving/loadgen.py (default) or wrk")
     args = parser.parse_args()
-    wrk_path = ensure_wrk()
+    client = ensure_wrk() if args.client == "wrk" else "python"
     if (os.cpu_count() or 1) < 2:
         sys.exit("needs 2 CPUs: one for the server, one for wrk")
     OUT.mkdir(parents=True, exist_ok=True)
@@ -223,16 +235,17 @@ def main() -> int:
         for number in range(1, args.rounds + 1):
             for server, has_batch in servers:
                 rounds.setdefault(server.name, []).append(
-                    measure_round(wrk_path, server, single, batch if has_batch else None, args.seconds, number))
+                    measure_round(client, server, single, batch if has_batch else None, args.seconds, number))
     finally:
         for server, _ in servers:
             server.stop()
     results = {name: median_cells(runs) for name, runs in rounds.items()}
     results["churn log on"]["logged_rows"] = count_logged_rows(setup["paths"].inference_log_dir)
     summary = summarise(results, rounds["churn log on"])
-    (OUT / "serving.json").write_text(json.dumps({"results": results, "rounds": rounds, "summary": summary,
-                                                  "seconds": args.seconds, "cpu": describe_cpu()}, indent=2))
-    markdown = render(results, summary, args.seconds, args.rounds)
+    report = {"results": results, "rounds": rounds, "summary": summary, "seconds": args.seconds,
+              "client": client, "cpu": describe_cpu()}
+    (OUT / "serving.json").write_text(json.dumps(report, indent=2))
+    markdown = render(results, summary, args.seconds, args.rounds, client)
     (OUT / "serving.md").write_text(markdown)
     print(markdown)
     shutil.rmtree(home, ignore_errors=True)
@@ -279,9 +292,11 @@ def summarise(results: dict[str, Any], logged_rounds: list[dict[str, Any]]) -> d
     }
 
 
-def render(results: dict[str, Any], summary: dict[str, Any], seconds: float, rounds: int) -> str:
-    lines = [f"Each cell: median of {rounds} interleaved rounds of {seconds:g} s of wrk (CPU 1) against one server "
-             "(CPU 0, `taskset`); req/s, p50 / p99 latency in ms; errors = non-2xx + socket errors, summed.", "",
+def render(results: dict[str, Any], summary: dict[str, Any], seconds: float, rounds: int, client: str) -> str:
+    client_name = "wrk" if client != "python" else "bench/serving/loadgen.py"
+    lines = [f"Each cell: median of {rounds} interleaved rounds of {seconds:g} s of closed-loop load from "
+             f"{client_name} (CPU 1) against one server (CPU 0, `taskset`); req/s, p50 / p99 latency in ms; "
+             "errors = non-2xx + socket errors, summed over rounds.", "",
              "| server | c=1 | c=8 | c=64 | c=1 after c=64 burst | /predict_batch 1k rows (c=2) |",
              "|---|---|---|---|---|---|"]
     for name, figures in results.items():
