@@ -79,7 +79,7 @@ def monitor(log_dir: Path, trained: dict, schema, feedback: pd.DataFrame | None 
     prediction = detect_prediction_drift(frame, trained["test_probabilities"], "1", trained["threshold"], thresholds)
     joined = join_outcomes(frame, feedback if feedback is not None else read_feedback(log_dir / "none.parquet"))
     performance = evaluate_live_performance(joined, trained["threshold"], gate_f1=0.5, gate_roc_auc=0.7,
-                                            min_labelled=100)
+                                            min_labelled=100, model_version="1")
     decision = decide("churn_classifier", "1", summary, check, data_drift, prediction, performance,
                       rules or DecisionRules(), retrain_on_drift)
     return frame, summary, check, data_drift, prediction, performance, decision
@@ -153,6 +153,20 @@ def test_performance_drop_in_feedback_alerts(tmp_path, trained, schema):
     *_, performance_ok, decision_ok = monitor(tmp_path, trained, schema, feedback=feedback_ok)
     assert not performance_ok.below_gate and performance_ok.metrics.f1 > 0.5
     assert not decision_ok.alert
+
+
+def test_live_performance_scores_only_the_monitored_version(tmp_path, trained, schema):
+    customers = generate_customers(SyntheticSpec(rows=600, seed=17))
+    current = served_log(customers.iloc[:400], trained, schema, version="1")
+    # An older version that served badly before a redeploy: its labels are all wrong.
+    older = served_log(customers.iloc[400:], trained, schema, start=NOW - timedelta(hours=12), version="0")
+    older["label"] = 1 - customers["churned"].iloc[400:].to_numpy()
+    write_partitioned(pd.concat([older, current]), tmp_path, "svc")
+    outcomes = pd.concat([customers["churned"].iloc[400:], customers["churned"].iloc[:400]])
+    feedback = feedback_records(pd.concat([older, current])["request_id"], [None] * 600, outcomes)
+    *_, performance, _ = monitor(tmp_path, trained, schema, feedback=feedback)
+    assert (performance.labelled_rows, performance.other_version_rows) == (400, 200)
+    assert performance.metrics.f1 > 0.5 and not performance.below_gate
 
 
 def test_feedback_joins_by_request_then_customer_and_latest_wins(tmp_path):

@@ -43,6 +43,9 @@ class DailyPerformance(BaseModel):
 
 
 class LivePerformance(BaseModel):
+    model_version: str | None = None
+    # Predictions of other versions in the window (e.g. before a redeploy): not scored.
+    other_version_rows: int = 0
     window_rows: int
     labelled_rows: int
     matched_by_request: int
@@ -77,10 +80,20 @@ def live_metrics(outcome: np.ndarray, label: np.ndarray, probability: np.ndarray
 
 
 def evaluate_live_performance(joined: pd.DataFrame, threshold: float, gate_f1: float, gate_roc_auc: float,
-                              min_labelled: int, expected: dict[str, float] | None = None) -> LivePerformance:
-    """Score the labelled rows of ``joined`` (predictions with ``outcome`` and ``matched_by``)."""
+                              min_labelled: int, expected: dict[str, float] | None = None,
+                              model_version: str | None = None) -> LivePerformance:
+    """Score the labelled rows of ``joined`` (predictions with ``outcome`` and ``matched_by``).
+
+    With ``model_version``, only that version's predictions count: the gate is that version's.
+    """
+    other_version_rows = 0
+    if model_version is not None and "model_version" in joined.columns:
+        same = (joined["model_version"].astype(str) == str(model_version)).to_numpy()
+        other_version_rows = int((~same).sum())
+        joined = joined[same]
     labelled = joined[joined["outcome"].notna()]
     result = LivePerformance(
+        model_version=model_version, other_version_rows=other_version_rows,
         window_rows=len(joined), labelled_rows=len(labelled),
         matched_by_request=int((labelled["matched_by"] == "request").sum()),
         matched_by_customer=int((labelled["matched_by"] == "customer").sum()),

@@ -141,7 +141,8 @@ def render_performance(performance: LivePerformance) -> str:
             + html.heading("Per day")
             + html.table(["day", "predictions", "labelled", "accuracy", "precision", "recall", "F1", "ROC-AUC"], daily)
             + f"<p class='muted'>Joined by request id: {performance.matched_by_request:,}; by customer key: "
-              f"{performance.matched_by_customer:,}.</p>")
+              f"{performance.matched_by_customer:,}. Predictions of other model versions left out: "
+              f"{performance.other_version_rows:,}.</p>")
 
 
 def render_decision(decision: MonitoringDecision) -> str:
@@ -216,7 +217,8 @@ def format_console(report: MonitoringReport) -> str:
     else:
         m = perf.metrics
         verdict = "BELOW GATE" if perf.below_gate else ("ok" if perf.judged else "too few labels to judge")
-        lines.append(f"  Live performance on {perf.labelled_rows:,} labelled predictions: F1 {m.f1:.3f} (gate "
+        lines.append(f"  Live performance on {perf.labelled_rows:,} labelled predictions of v{perf.model_version}: "
+                     f"F1 {m.f1:.3f} (gate "
                      f"{perf.gate_f1:.3f}), ROC-AUC {_num(m.roc_auc)} (gate {perf.gate_roc_auc:.3f}), accuracy "
                      f"{m.accuracy:.3f}, precision {m.precision:.3f}, recall {m.recall:.3f}: {verdict}")
     if report.schema_check.blocking_issues:

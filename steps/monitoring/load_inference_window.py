@@ -7,14 +7,14 @@ from zenml import step
 from churnops.dataset_schema import DatasetSchema
 from churnops.monitoring.inference_log import LogReadSummary, SchemaCheck, WindowSpec, conform_features, read_window
 from materializers.monitoring import (
-    InferenceWindowMaterializer,
     LogReadSummaryMaterializer,
     SchemaCheckMaterializer,
+    ZstdDataFrameMaterializer,
 )
 
 
 # Never cached: the log grows while the parameters stay the same.
-@step(enable_cache=False, output_materializers={"inference_window": InferenceWindowMaterializer,
+@step(enable_cache=False, output_materializers={"inference_window": ZstdDataFrameMaterializer,
                                                 "log_read_summary": LogReadSummaryMaterializer,
                                                 "schema_check": SchemaCheckMaterializer})
 def load_inference_window(

@@ -13,7 +13,7 @@ from steps.monitoring.model_facts import model_facts
 def score_live_performance(
     inference_window: pd.DataFrame, feedback: pd.DataFrame, gate: dict[str, Any] | None = None,
 ) -> Annotated[LivePerformance, "live_performance"]:
-    """Accuracy, precision, recall, F1 and ROC-AUC on the labelled part of the window, against the gate.
+    """Accuracy, precision, recall, F1 and ROC-AUC of this version's labelled predictions, against the gate.
 
     The gate defaults to the one this model version passed in training (its ``gate_f1`` and
     ``gate_roc_auc`` metadata); the config may set stricter or looser figures.
@@ -24,5 +24,5 @@ def score_live_performance(
         join_outcomes(inference_window, feedback), facts.threshold,
         gate_f1=config.f1 if config.f1 is not None else facts.gate_f1,
         gate_roc_auc=config.roc_auc if config.roc_auc is not None else facts.gate_roc_auc,
-        min_labelled=config.min_labelled, expected=facts.expected,
+        min_labelled=config.min_labelled, expected=facts.expected, model_version=facts.version,
     )
