@@ -347,3 +347,21 @@ def test_materializers_store_json_render_html_and_extract_metadata(tmp_path, tra
         assert kind == VisualizationType.HTML and html_text in page, materializer_class
         assert metadata_key in materializer.extract_metadata(data), materializer_class
     assert m.DataDriftResultMaterializer(str(uri)).extract_metadata(data_drift)["drifted_features"] == DRIFTED
+
+
+def test_config_mistakes_are_one_line_errors(tmp_path):
+    import yaml
+
+    from churnops.commands import UserError
+    from churnops.commands.monitoring import resolve_config
+    from churnops.settings import CONFIGS_DIR, state_paths
+
+    paths = state_paths(tmp_path / "home")
+    config = yaml.safe_load((CONFIGS_DIR / "monitoring.yaml").read_text())
+    resolved, retraining = resolve_config(config, paths, last=500)
+    params = resolved["parameters"]
+    assert (params["window_hours"], params["last"]) == (None, 500) and "retraining" not in resolved
+    assert params["feedback_path"] == str(paths.feedback_log) and retraining.reference_rows == 5000
+    config["parameters"]["thresholds"]["zscore"] = 0.3
+    with pytest.raises(UserError, match=r"^monitoring config: parameters\.thresholds\.zscore: Extra inputs"):
+        resolve_config(config, paths)

@@ -20,15 +20,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+
 from churnops.commands import UserError
 from churnops.dataset_schema import DatasetSchema
+from churnops.monitoring.decision import DecisionRules
+from churnops.monitoring.drift import DriftThresholds
+from churnops.monitoring.evidently_reports import ReportSettings
 from churnops.monitoring.inference_log import WindowSpec, window_has_rows
+from churnops.monitoring.performance import PerformanceGate
 from churnops.monitoring.report import MonitoringReport, format_console
 from churnops.monitoring.retraining import RetrainingData, RetrainingSettings
 from churnops.run_config import ConfigError, default_config, load_config, write_resolved
 from churnops.settings import PROJECT_ROOT, StatePaths
 
 REQUIRED_ARTIFACTS = ("dataset_schema", "reference_profile", "test_predictions", "train_set")
+SECTIONS: dict[str, type[BaseModel]] = {"thresholds": DriftThresholds, "rules": DecisionRules,
+                                        "gate": PerformanceGate, "report": ReportSettings}
 TRAIN_FIRST = "python run.py --pipeline training"
 
 
@@ -49,8 +57,9 @@ def resolve_config(config: dict[str, Any], paths: StatePaths, *, window_hours: f
     resolved = copy.deepcopy(config)
     try:
         retraining = RetrainingSettings.model_validate(resolved.pop("retraining", None) or {})
-    except ValueError as error:
-        raise UserError(f"configs/monitoring.yaml: retraining: {error}") from error
+    except ValidationError as error:
+        problems = "; ".join(f"retraining.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise UserError(f"monitoring config: {problems}") from error
     params = resolved.setdefault("parameters", {})
     if window_hours is not None:
         params["window_hours"], params["last"] = window_hours, None
@@ -60,6 +69,14 @@ def resolve_config(config: dict[str, Any], paths: StatePaths, *, window_hours: f
         WindowSpec(hours=params.get("window_hours"), last=params.get("last"))
     except ValueError as error:
         raise UserError(f"monitoring window: {error} (set parameters.window_hours or parameters.last)") from error
+    # Check every section here, so a typo is one line now rather than a failed step later.
+    for section, model in SECTIONS.items():
+        try:
+            model.model_validate(params.get(section) or {})
+        except ValidationError as error:
+            problems = "; ".join(f"parameters.{section}.{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                 for e in error.errors())
+            raise UserError(f"monitoring config: {problems}") from error
     params["log_dir"] = str(Path(params.get("log_dir") or inference_log_dir(paths)).expanduser())
     params["feedback_path"] = str(Path(params.get("feedback_path") or paths.feedback_log).expanduser())
     params["alert_log"] = str(Path(params.get("alert_log") or monitoring_dir(paths) / "alerts.jsonl").expanduser())

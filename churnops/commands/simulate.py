@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from pydantic import ValidationError
 
 from churnops.commands import UserError
 from churnops.dataset_schema import DATASETS_DIR, DatasetSchema, load_schema
@@ -72,8 +73,11 @@ def simulated_schema(info: dict[str, Any]) -> DatasetSchema:
 def load_settings(path: Path) -> SimulatorSettings:
     try:
         return SimulatorSettings.model_validate(load_config(path))
-    except (ConfigError, ValueError) as error:
-        raise UserError(f"{path}: {error}") from error
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise UserError(f"{path}: {problems}") from error
+    except ConfigError as error:
+        raise UserError(str(error)) from error
 
 
 def simulate(paths: StatePaths, requests_count: int, drift: str, *, url: str | None = None,
