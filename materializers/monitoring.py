@@ -12,11 +12,9 @@ import os
 from typing import Any, ClassVar
 
 import pandas as pd
-from pydantic import BaseModel
 from zenml.enums import ArtifactType, VisualizationType
 from zenml.integrations.pandas.materializers.pandas_materializer import PandasMaterializer
 from zenml.materializers.base_materializer import BaseMaterializer
-from zenml.materializers.pydantic_materializer import PydanticMaterializer
 from zenml.metadata.metadata_types import MetadataType
 
 from churnops import html
@@ -28,8 +26,7 @@ from churnops.monitoring.evidently_reports import EvidentlyReport
 from churnops.monitoring.inference_log import LogReadSummary, SchemaCheck
 from churnops.monitoring.performance import LivePerformance
 from churnops.monitoring.report import MonitoringReport
-
-VISUALIZATION_FILE = "report.html"
+from materializers.base import JsonReportMaterializer
 
 
 class ZstdDataFrameMaterializer(PandasMaterializer):
@@ -88,29 +85,7 @@ class EvidentlyReportMaterializer(BaseMaterializer):
         return figures
 
 
-class _JsonHtmlMaterializer(PydanticMaterializer):
-    """A pydantic type as JSON, with ``render`` (HTML page) and ``key_figures`` (metadata)."""
-
-    SKIP_REGISTRATION: ClassVar[bool] = True
-    ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.DATA_ANALYSIS
-
-    def render(self, data: Any) -> str:
-        raise NotImplementedError
-
-    def key_figures(self, data: Any) -> dict[str, MetadataType]:
-        return {}
-
-    def save_visualizations(self, data: BaseModel) -> dict[str, VisualizationType]:
-        uri = os.path.join(self.uri, VISUALIZATION_FILE)
-        with self.artifact_store.open(uri, "w") as handle:
-            handle.write(self.render(data))
-        return {uri: VisualizationType.HTML}
-
-    def extract_metadata(self, data: BaseModel) -> dict[str, MetadataType]:
-        return {**super().extract_metadata(data), **self.key_figures(data)}
-
-
-class LogReadSummaryMaterializer(_JsonHtmlMaterializer):
+class LogReadSummaryMaterializer(JsonReportMaterializer):
     SKIP_REGISTRATION: ClassVar[bool] = False
     ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (LogReadSummary,)
 
@@ -122,7 +97,7 @@ class LogReadSummaryMaterializer(_JsonHtmlMaterializer):
                 "files_skipped": data.files_skipped, "malformed_records": data.rows_malformed}
 
 
-class SchemaCheckMaterializer(_JsonHtmlMaterializer):
+class SchemaCheckMaterializer(JsonReportMaterializer):
     SKIP_REGISTRATION: ClassVar[bool] = False
     ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (SchemaCheck,)
 
@@ -133,7 +108,7 @@ class SchemaCheckMaterializer(_JsonHtmlMaterializer):
         return {"schema_issues": len(data.blocking_issues), "missing_features": data.missing_features}
 
 
-class DataDriftResultMaterializer(_JsonHtmlMaterializer):
+class DataDriftResultMaterializer(JsonReportMaterializer):
     SKIP_REGISTRATION: ClassVar[bool] = False
     ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (DataDriftResult,)
 
@@ -144,7 +119,7 @@ class DataDriftResultMaterializer(_JsonHtmlMaterializer):
         return {"drift_share": data.drift_share, "drifted_features": data.drifted_features, "rows": data.rows}
 
 
-class PredictionDriftMaterializer(_JsonHtmlMaterializer):
+class PredictionDriftMaterializer(JsonReportMaterializer):
     SKIP_REGISTRATION: ClassVar[bool] = False
     ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (PredictionDrift,)
 
@@ -158,7 +133,7 @@ class PredictionDriftMaterializer(_JsonHtmlMaterializer):
         return figures
 
 
-class LivePerformanceMaterializer(_JsonHtmlMaterializer):
+class LivePerformanceMaterializer(JsonReportMaterializer):
     SKIP_REGISTRATION: ClassVar[bool] = False
     ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (LivePerformance,)
 
@@ -174,7 +149,7 @@ class LivePerformanceMaterializer(_JsonHtmlMaterializer):
         return figures
 
 
-class MonitoringDecisionMaterializer(_JsonHtmlMaterializer):
+class MonitoringDecisionMaterializer(JsonReportMaterializer):
     SKIP_REGISTRATION: ClassVar[bool] = False
     ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (MonitoringDecision,)
 
@@ -185,7 +160,7 @@ class MonitoringDecisionMaterializer(_JsonHtmlMaterializer):
         return {k: v for k, v in data.key_figures().items() if v is not None}
 
 
-class MonitoringReportMaterializer(_JsonHtmlMaterializer):
+class MonitoringReportMaterializer(JsonReportMaterializer):
     SKIP_REGISTRATION: ClassVar[bool] = False
     ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (MonitoringReport,)
 
@@ -197,7 +172,7 @@ class MonitoringReportMaterializer(_JsonHtmlMaterializer):
                 "alert_count": data.decision.alert_count, "window_rows": data.decision.window_rows}
 
 
-class AlertDeliveryMaterializer(_JsonHtmlMaterializer):
+class AlertDeliveryMaterializer(JsonReportMaterializer):
     SKIP_REGISTRATION: ClassVar[bool] = False
     ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (AlertDelivery,)
 

@@ -6,12 +6,9 @@ visualization the dashboard shows, and extracts the key figures as artifact meta
 
 from __future__ import annotations
 
-import os
 from typing import Any, ClassVar
 
-from pydantic import BaseModel
-from zenml.enums import ArtifactType, VisualizationType
-from zenml.materializers.pydantic_materializer import PydanticMaterializer
+from zenml.enums import ArtifactType
 from zenml.metadata.metadata_types import MetadataType
 
 from churnops import html
@@ -21,30 +18,7 @@ from churnops.modeling import SearchSummary
 from churnops.profile import ReferenceProfile
 from churnops.promotion import PromotionDecision
 from churnops.validation import ValidationReport
-
-VISUALIZATION_FILE = "report.html"
-
-
-class _ReportMaterializer(PydanticMaterializer):
-    """JSON storage plus ``render`` (HTML) and ``key_figures`` (metadata) per type."""
-
-    SKIP_REGISTRATION: ClassVar[bool] = True
-    ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.DATA_ANALYSIS
-
-    def render(self, data: Any) -> str:
-        raise NotImplementedError
-
-    def key_figures(self, data: Any) -> dict[str, MetadataType]:
-        return {}
-
-    def save_visualizations(self, data: BaseModel) -> dict[str, VisualizationType]:
-        uri = os.path.join(self.uri, VISUALIZATION_FILE)
-        with self.artifact_store.open(uri, "w") as handle:
-            handle.write(self.render(data))
-        return {uri: VisualizationType.HTML}
-
-    def extract_metadata(self, data: BaseModel) -> dict[str, MetadataType]:
-        return {**super().extract_metadata(data), **self.key_figures(data)}
+from materializers.base import JsonReportMaterializer
 
 
 def _metrics_rows(named: dict[str, Metrics]) -> list[list[Any]]:
@@ -55,7 +29,7 @@ def _metrics_rows(named: dict[str, Metrics]) -> list[list[Any]]:
 _METRIC_HEADERS = ["model", "accuracy", "precision", "recall", "F1", "ROC-AUC", "PR-AUC", "Brier", "threshold"]
 
 
-class ValidationReportMaterializer(_ReportMaterializer):
+class ValidationReportMaterializer(JsonReportMaterializer):
     SKIP_REGISTRATION: ClassVar[bool] = False
     ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (ValidationReport,)
 
@@ -82,7 +56,7 @@ class ValidationReportMaterializer(_ReportMaterializer):
                 "repairs": data.total_repairs, "violations": len(data.violations)}
 
 
-class ReferenceProfileMaterializer(_ReportMaterializer):
+class ReferenceProfileMaterializer(JsonReportMaterializer):
     SKIP_REGISTRATION: ClassVar[bool] = False
     ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (ReferenceProfile,)
 
@@ -107,7 +81,7 @@ class ReferenceProfileMaterializer(_ReportMaterializer):
                 "features": len(data.numeric) + len(data.categorical)}
 
 
-class EvaluationReportMaterializer(_ReportMaterializer):
+class EvaluationReportMaterializer(JsonReportMaterializer):
     SKIP_REGISTRATION: ClassVar[bool] = False
     ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (EvaluationReport,)
 
@@ -135,7 +109,7 @@ class EvaluationReportMaterializer(_ReportMaterializer):
                 "threshold": m.threshold, "baseline_f1": data.best_baseline_f1}
 
 
-class SearchSummaryMaterializer(_ReportMaterializer):
+class SearchSummaryMaterializer(JsonReportMaterializer):
     SKIP_REGISTRATION: ClassVar[bool] = False
     ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (SearchSummary,)
 
@@ -152,7 +126,7 @@ class SearchSummaryMaterializer(_ReportMaterializer):
         return {"chosen": data.chosen, "cv_score": data.chosen_result.cv_score, "threshold": data.threshold}
 
 
-class PromotionDecisionMaterializer(_ReportMaterializer):
+class PromotionDecisionMaterializer(JsonReportMaterializer):
     SKIP_REGISTRATION: ClassVar[bool] = False
     ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (PromotionDecision,)
 
@@ -177,7 +151,7 @@ class PromotionDecisionMaterializer(_ReportMaterializer):
         return {"verdict": data.verdict, "stage": data.stage, "gate_passed": data.gate_passed}
 
 
-class DatasetSchemaMaterializer(_ReportMaterializer):
+class DatasetSchemaMaterializer(JsonReportMaterializer):
     SKIP_REGISTRATION: ClassVar[bool] = False
     ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (DatasetSchema,)
     ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.SCHEMA
