@@ -388,3 +388,16 @@ def test_monitoring_reads_what_the_service_writes(tmp_path):
     assert not check.issues, check.issues
     assert np.isnan(features.loc[0, "age"]) and pd.isna(features.loc[1, "gender"])
     assert list(features["contract_type"].astype(str)[2:5]) == [r["contract_type"] for r in sample[2:5]]
+
+
+def test_inference_log_splits_rows_at_utc_midnight(tmp_path):
+    writer = InferenceLogWriter(tmp_path / "log", SCHEMA, "m", "1", None, flush_rows=10**6, flush_seconds=3600)
+    batch = CONTRACT.parse_batch(json.dumps(records(2)).encode())
+    before = int(pd.Timestamp("2026-03-01T23:59:59.5", tz="UTC").value)
+    after = int(pd.Timestamp("2026-03-02T00:00:00.5", tz="UTC").value)
+    writer.append(batch, ["a", "b"], np.full(2, 0.2), np.zeros(2, dtype=np.int64), timestamp_ns=before)
+    writer.append(batch, ["c", "d"], np.full(2, 0.9), np.ones(2, dtype=np.int64), timestamp_ns=after)
+    writer.close()
+    days = {p.name: sorted(pads.dataset(p, format="parquet").to_table()["request_id"].to_pylist())
+            for p in (tmp_path / "log").iterdir()}
+    assert days == {"date=2026-03-01": ["a", "b"], "date=2026-03-02": ["c", "d"]}

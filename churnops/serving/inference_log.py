@@ -207,9 +207,12 @@ class InferenceLogWriter:
 
     def _write(self, chunks: list[_Chunk]) -> None:
         table = self._table(chunks)
-        days = (table.column("timestamp").cast(pa.int64()).to_numpy() // NS_PER_DAY)
-        for day in np.unique(days):
-            part = table if len(np.unique(days)) == 1 else table.filter(pa.array(days == day))
+        # One timestamp per chunk: the UTC days come from the chunks, rows are split only at midnight.
+        chunk_days = {c.timestamp_ns // NS_PER_DAY for c in chunks}
+        days = None if len(chunk_days) == 1 else np.concatenate(
+            [np.full(len(c), c.timestamp_ns // NS_PER_DAY, dtype=np.int64) for c in chunks])
+        for day in sorted(chunk_days):
+            part = table if days is None else table.filter(pa.array(days == day))
             date = datetime.fromtimestamp(int(day) * 86_400, tz=UTC).strftime("%Y-%m-%d")
             folder = self.directory / f"date={date}"
             folder.mkdir(parents=True, exist_ok=True)
