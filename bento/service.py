@@ -17,6 +17,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import os
 import typing as t
 from pathlib import Path
 
@@ -48,6 +49,10 @@ class ServiceArguments(BaseModel):
 
 ARGUMENTS = bentoml.use_arguments(ServiceArguments)
 CONFIG = load_serving_config()
+if "CHURNOPS_HOME" not in os.environ:
+    logger.warning("CHURNOPS_HOME is not set: the inference log and salt go to %s; run "
+                   '`eval "$(python -m churnops.settings)"` first to use the project state folder',
+                   state_paths().home)
 MODEL = bentoml.models.BentoModel(ARGUMENTS.model_tag)
 
 # The request contract is generated from the dataset schema stored with the model, so the
