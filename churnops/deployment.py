@@ -20,7 +20,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from churnops.dataset_schema import DatasetSchema
+from churnops.services import port_is_free
 from churnops.serving.packaging import METRIC_KEYS, ModelCard, write_model_files
 from churnops.settings import PROJECT_ROOT, StatePaths, environment
 
@@ -271,17 +271,6 @@ def running_deployment(paths: StatePaths) -> DeploymentRecord | None:
     return None
 
 
-def _port_free(host: str, port: int) -> bool:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 def _url(host: str, port: int) -> str:
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}"
@@ -301,7 +290,7 @@ def start_service(paths: StatePaths, bento_tag: str, model_version: str, host: s
     """Start ``bentoml serve <bento_tag>`` in the background and wait until it is ready."""
     if running_deployment(paths) is not None:
         raise DeploymentError("a deployment is already running: stop it first (--stop)")
-    if not _port_free(host, port):
+    if not port_is_free(port, host):
         raise DeploymentError(f"port {port} on {host} is in use: choose another with --port")
     log_dir = paths.home / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
