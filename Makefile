@@ -76,7 +76,8 @@ cloud-sim-stop:  ## stop the cloud-sim services, then: python run.py --stack loc
 	$(PY) -m churnops.cloudsim down
 
 mlflow-ui: install  ## MLflow UI over the local tracking backend
-	$(ENV) $(VENV)/bin/mlflow ui --backend-store-uri "$$MLFLOW_TRACKING_URI" \
+	@# The UI needs no job runners; MLflow 3.17 starts ~8 of them unless told not to.
+	$(ENV) MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui --backend-store-uri "$$MLFLOW_TRACKING_URI" \
 	  --default-artifact-root "$$_MLFLOW_SERVER_ARTIFACT_ROOT" --host 127.0.0.1 --port $(MLFLOW_PORT)
 
 serve: setup  ## package the production model as a Bento, serve it on 127.0.0.1:$(SERVE_PORT) (Ctrl+C stops)
