@@ -93,6 +93,8 @@ def environment(paths: StatePaths) -> dict[str, str]:
         # unless its server artifact root is set; keep them under the state folder.
         "_MLFLOW_SERVER_ARTIFACT_ROOT": str(paths.mlflow_artifacts),
         "MPLCONFIGDIR": str(paths.cache / "matplotlib"),
+        # `bentoml build` runs uv, which would otherwise cache in ~/.cache/uv.
+        "UV_CACHE_DIR": str(paths.cache / "uv"),
         "ZENML_LOGGING_COLORS_DISABLED": os.environ.get("ZENML_LOGGING_COLORS_DISABLED", "false"),
     }
 
