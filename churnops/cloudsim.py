@@ -24,7 +24,8 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from churnops.services import LOOPBACK, ServiceError, free_port, group_runs, start_service, stop_process_group
+from churnops.ports import LOOPBACK, free_port
+from churnops.services import ServiceError, group_runs, start_service, stop_process_group
 from churnops.settings import TELEMETRY_OFF, StatePaths
 
 DEFAULT_BUCKET = "churnops"

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from churnops.dataset_schema import DatasetSchema
-from churnops.services import port_is_free
+from churnops.ports import port_is_free
 from churnops.serving.packaging import METRIC_KEYS, ModelCard, write_model_files
 from churnops.settings import PROJECT_ROOT, StatePaths, environment
 

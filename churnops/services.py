@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -20,33 +19,12 @@ from pathlib import Path
 import psutil
 import requests
 
-LOOPBACK = "127.0.0.1"
 # Popen handles of services this process started: reaped on stop so no zombie stays behind.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
 class ServiceError(RuntimeError):
     """A service did not start, or could not be stopped."""
-
-
-def free_port(host: str = LOOPBACK) -> int:
-    """A TCP port nobody listens on right now (the OS picks it)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
-
-
-def port_is_free(port: int, host: str = LOOPBACK) -> bool:
-    """Whether a server could listen on ``port`` now (connections in TIME_WAIT do not count)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-        return True
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import requests
 
-from churnops.services import LOOPBACK, ServiceError, pid_alive, stop_process, wait_until_ready
+from churnops.ports import LOOPBACK
+from churnops.services import ServiceError, pid_alive, stop_process, wait_until_ready
 
 DEFAULT_PORT = 8237
 PORT_VARIABLE = "CHURNOPS_DASHBOARD_PORT"
@@ -100,7 +101,7 @@ def start_local_server(port: int | None = None, timeout: int = 60) -> str:
     from zenml.zen_server.deploy.deployer import LocalServerDeployer
     from zenml.zen_server.deploy.deployment import LocalServerDeploymentConfig
 
-    from churnops.services import port_is_free
+    from churnops.ports import port_is_free
 
     deployer = LocalServerDeployer()
     url = local_server_url()

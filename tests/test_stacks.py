@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from churnops import services
+from churnops import ports, services
 from churnops.containers import docker_settings, load_docker_config, with_docker_settings
 from churnops.settings import PROJECT_ROOT
 from churnops.stacks import (
@@ -268,16 +268,16 @@ def test_docker_settings_merge_into_a_run_config_and_build_a_dockerfile_for_a_st
 # --- loopback process harness ------------------------------------------------------------
 
 def test_a_service_and_everything_it_forks_are_stopped(tmp_path):
-    port = services.free_port()
+    port = ports.free_port()
     # A shell that forks a sleeper and then serves HTTP: the sleeper must die with the group.
     command = ["bash", "-c", f"sleep 300 & exec {sys.executable} -m http.server {port} --bind 127.0.0.1"]
     service = services.start_service("http", command, url=f"http://127.0.0.1:{port}",
                                      health_url=f"http://127.0.0.1:{port}/", log=tmp_path / "http.log")
     members = services.group_members(service.pid)
     assert len(members) == 2 and services.group_runs(service.pid, "http.server")
-    assert not services.port_is_free(port)
+    assert not ports.port_is_free(port)
     services.stop_process_group(service.pid)
-    assert services.group_members(service.pid) == [] and services.port_is_free(port)
+    assert services.group_members(service.pid) == [] and ports.port_is_free(port)
     assert not any(services.pid_alive(member.pid) for member in members)
 
 

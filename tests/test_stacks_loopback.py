@@ -27,7 +27,8 @@ import yaml
 
 from churnops import cloudsim
 from churnops.containers import with_docker_settings
-from churnops.services import free_port, group_members, pid_alive, stop_process
+from churnops.ports import free_port
+from churnops.services import group_members, pid_alive, stop_process
 from churnops.settings import PROJECT_ROOT, StatePaths, environment, state_paths
 
 pytestmark = pytest.mark.slow
