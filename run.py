@@ -19,10 +19,6 @@ from pathlib import Path
 PIPELINES = ("training", "deploy", "rollback", "monitoring", "simulate")
 
 
-class CliError(Exception):
-    """A user error: printed as one line, exit code 2."""
-
-
 def existing_file(value: str) -> Path:
     path = Path(value).expanduser()
     if not path.is_file():
@@ -113,7 +109,7 @@ def dispatch(args: argparse.Namespace) -> int:
     if isinstance(args.feedback, str) and args.pipeline is None:
         return commands.run_feedback(Path(args.feedback), args, paths)
     if args.feedback is not None and args.pipeline != "simulate":
-        raise CliError("--feedback without FILE only goes with --pipeline simulate")
+        raise commands.UserError("--feedback without FILE only goes with --pipeline simulate")
     return commands.run_pipeline(args.pipeline or "training", args, paths)
 
 
@@ -124,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return dispatch(args)
-    except (UserError, CliError) as error:
+    except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

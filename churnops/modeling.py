@@ -43,7 +43,6 @@ class TrainingSpec(BaseModel):
     candidates: dict[str, CandidateSpec] = Field(min_length=1)
     cv_folds: int = Field(5, ge=2)
     selection_metric: SelectionMetric = "roc_auc"
-    threshold_metric: Literal["f1"] = "f1"
     random_state: int = 42
     n_jobs: int = 1
     # Search and threshold tuning use a stratified sample of at most this many rows; the

@@ -19,7 +19,6 @@ TELEMETRY_OFF = {
     "ZENML_ANALYTICS_OPT_IN": "false",
     "BENTOML_DO_NOT_TRACK": "true",
     "DO_NOT_TRACK": "1",
-    "MLFLOW_ENABLE_TELEMETRY": "false",
     "MLFLOW_DISABLE_TELEMETRY": "true",
 }
 
@@ -95,7 +94,6 @@ def environment(paths: StatePaths) -> dict[str, str]:
         "MPLCONFIGDIR": str(paths.cache / "matplotlib"),
         # `bentoml build` runs uv, which would otherwise cache in ~/.cache/uv.
         "UV_CACHE_DIR": str(paths.cache / "uv"),
-        "ZENML_LOGGING_COLORS_DISABLED": os.environ.get("ZENML_LOGGING_COLORS_DISABLED", "false"),
     }
 
 

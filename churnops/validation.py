@@ -17,7 +17,6 @@ from pydantic import BaseModel, Field
 
 from churnops.dataset_schema import CategoricalFeature, DatasetSchema, NumericFeature
 
-TARGET = "target"  # rule names used in reports
 _WHITESPACE = re.compile(r"\s+")
 
 
@@ -306,12 +305,3 @@ def validate_and_clean(frame: pd.DataFrame, schema: DatasetSchema) -> tuple[pd.D
         raise DataValidationError(report)
     return cleaned, report
 
-
-def coerce_features(frame: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
-    """Give feature columns the dtypes the model was trained with (float / object)."""
-    out = frame.copy()
-    for name in schema.numeric_names:
-        out[name] = pd.to_numeric(out[name], errors="coerce").astype(float)
-    for name in schema.categorical_names:
-        out[name] = out[name].astype(object).where(out[name].notna(), np.nan)
-    return out

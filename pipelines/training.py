@@ -21,5 +21,5 @@ def training_pipeline() -> None:
     evaluation_report, _test_predictions = evaluate_model(
         churn_classifier, search_summary, train_set, test_set, dataset_schema
     )
-    promotion_decision = promote_model(churn_classifier, search_summary, evaluation_report, test_set, dataset_schema)
+    promotion_decision = promote_model(evaluation_report, test_set, dataset_schema)
     package_model(promotion_decision, churn_classifier, dataset_schema)

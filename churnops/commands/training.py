@@ -28,15 +28,14 @@ def run_training(config_path: Path, paths: StatePaths, *, data: str | None = Non
     from pipelines.training import training_pipeline
 
     run = training_pipeline.with_options(config_path=str(resolved))()
-    return summarise_run(run.id, paths)
+    return summarise_run(run.id)
 
 
 def _step_output(run: Any, step: str, name: str) -> Any:
-    outputs = run.steps[step].outputs[name]
-    return (outputs[0] if isinstance(outputs, list) else outputs).load()
+    return run.steps[step].outputs[name][0].load()
 
 
-def summarise_run(run_id: Any, paths: StatePaths) -> dict[str, Any]:
+def summarise_run(run_id: Any) -> dict[str, Any]:
     from zenml.client import Client
 
     client = Client()
@@ -44,26 +43,17 @@ def summarise_run(run_id: Any, paths: StatePaths) -> dict[str, Any]:
     decision = _step_output(run, "promote_model", "promotion_decision")
     evaluation = _step_output(run, "evaluate_model", "evaluation_report")
     version = client.get_model_version(decision.model_name, decision.model_version)
+    tracker = client.active_stack.experiment_tracker
+    mlflow_uri = tracker.get_tracking_uri() if tracker is not None else ""
     return training_summary(decision, evaluation, dict(version.run_metadata), {
         "run_name": run.name,
         "run_id": str(run.id),
         "stack": client.active_stack_model.name,
-        "mlflow_tracking_uri": _mlflow_uri(client, paths),
-        "mlflow_hint": _mlflow_hint(client, paths),
+        "mlflow_tracking_uri": mlflow_uri,
+        "mlflow_hint": mlflow_uri if mlflow_uri.startswith("http")
+        else f"make mlflow-ui, then http://127.0.0.1:5000 (backend {mlflow_uri})",
         "dashboard_hint": _dashboard_hint(client, run.id),
     })
-
-
-def _mlflow_uri(client: Any, paths: StatePaths) -> str:
-    tracker = client.active_stack.experiment_tracker
-    return tracker.get_tracking_uri() if tracker is not None else ""
-
-
-def _mlflow_hint(client: Any, paths: StatePaths) -> str:
-    uri = _mlflow_uri(client, paths)
-    if uri.startswith("http"):
-        return uri
-    return f"make mlflow-ui, then http://127.0.0.1:5000 (backend {uri})"
 
 
 def _dashboard_hint(client: Any, run_id: Any) -> str:

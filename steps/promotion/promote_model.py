@@ -9,7 +9,6 @@ from zenml.models import ModelVersionResponse
 
 from churnops.dataset_schema import DatasetSchema
 from churnops.evaluation import EvaluationReport, compute_metrics
-from churnops.modeling import SearchSummary
 from churnops.promotion import Champion, GateConfig, PromotionDecision, decide
 from churnops.provenance import git_commit, library_versions
 from materializers import PromotionDecisionMaterializer
@@ -43,8 +42,6 @@ def _rescore(production: ModelVersionResponse, test_set: pd.DataFrame, schema: D
 # Never cached: a cached promotion would promote nothing.
 @step(enable_cache=False, output_materializers={"promotion_decision": PromotionDecisionMaterializer})
 def promote_model(
-    churn_classifier: Pipeline,
-    search_summary: SearchSummary,
     evaluation_report: EvaluationReport,
     test_set: pd.DataFrame,
     dataset_schema: DatasetSchema,
@@ -70,7 +67,6 @@ def promote_model(
         "gate_f1": decision.gate.f1, "gate_roc_auc": decision.gate.roc_auc, "gate_tolerance": decision.gate.tolerance,
         "champion_version": champion.version if champion else "none",
         "champion_f1_on_this_test_set": champion.metrics.f1 if champion and champion.metrics else -1.0,
-        "decision_threshold": search_summary.threshold,
         "git_commit": git_commit(), "library_versions": library_versions(),
     })
     return decision
