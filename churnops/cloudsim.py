@@ -21,7 +21,7 @@ import os
 import secrets
 import shlex
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from churnops.ports import LOOPBACK, free_port
@@ -139,7 +139,7 @@ def start_services(paths: StatePaths, bucket: str = DEFAULT_BUCKET, timeout: flo
     except BaseException:
         stop_process_group(moto.pid)
         raise
-    sim = CloudSim(**{**asdict(sim), "mlflow_pid": mlflow.pid})
+    sim = replace(sim, mlflow_pid=mlflow.pid)
     _save_state(paths, sim)
     return sim
 
@@ -158,23 +158,17 @@ def stop_services(paths: StatePaths) -> bool:
     return was_running
 
 
-def _mark_zenml_server_started(paths: StatePaths, sim: CloudSim) -> CloudSim:
-    sim = CloudSim(**{**asdict(sim), "started_zenml_server": True})
-    _save_state(paths, sim)
-    return sim
-
-
 def up(paths: StatePaths) -> CloudSim:
     """Start everything and register + activate the cloud-sim stack (in this process)."""
     from churnops import zenml_server
     from churnops.bootstrap import ensure_repository
 
-    zenml_server.recover_from_dead_local_server()
-    ensure_repository(paths)
+    ensure_repository(paths)  # first, back to the embedded store if the server died
     sim = start_services(paths)
     if zenml_server.local_server_url() is None:
         zenml_server.start_local_server()
-        sim = _mark_zenml_server_started(paths, sim)
+        sim = replace(sim, started_zenml_server=True)
+        _save_state(paths, sim)
     os.environ.update(sim.stack_environment())
     from churnops.stacks import use_stack
 

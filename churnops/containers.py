@@ -8,28 +8,26 @@ remote orchestrator builds its image from.
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Any
 
-import yaml
-
+from churnops.run_config import load_config
 from churnops.settings import CONFIGS_DIR
 
 DOCKER_CONFIG = CONFIGS_DIR / "docker.yaml"
 
 
-def load_docker_config(path: Path = DOCKER_CONFIG) -> dict[str, Any]:
-    config = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(config, dict) or not isinstance(config.get("pipelines"), dict):
-        raise ValueError(f"{path}: expected a mapping with 'defaults' and 'pipelines'")
+def load_docker_config() -> dict[str, Any]:
+    config = load_config(DOCKER_CONFIG)
+    if not isinstance(config.get("pipelines"), dict):
+        raise ValueError(f"{DOCKER_CONFIG}: expected a mapping with 'defaults' and 'pipelines'")
     return config
 
 
-def docker_settings(pipeline: str, path: Path = DOCKER_CONFIG) -> dict[str, Any]:
+def docker_settings(pipeline: str) -> dict[str, Any]:
     """``defaults`` merged with the block of ``pipeline`` (a run.py pipeline name)."""
-    config = load_docker_config(path)
+    config = load_docker_config()
     if pipeline not in config["pipelines"]:
-        raise KeyError(f"{path}: no container settings for pipeline '{pipeline}' "
+        raise KeyError(f"{DOCKER_CONFIG}: no container settings for pipeline '{pipeline}' "
                        f"(known: {', '.join(sorted(config['pipelines']))})")
     settings = copy.deepcopy(config.get("defaults") or {})
     for key, value in (config["pipelines"][pipeline] or {}).items():

@@ -20,18 +20,20 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from churnops.commands import UserError
-from churnops.settings import CONFIGS_DIR
+from churnops.run_config import ConfigError, load_config
+from churnops.settings import CONFIGS_DIR, state_paths
 
 STACKS_DIR = CONFIGS_DIR / "stacks"
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_WHOLE_ENV_REFERENCE = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")
+_WHOLE_ENV_REFERENCE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 # Connector settings whose names say they are credentials (the connector's own schema, which
 # knows for sure, is only available once its integration is installed).
 _CREDENTIAL_NAME = re.compile(r"secret|password|token|key|json|credential", re.IGNORECASE)
@@ -103,22 +105,21 @@ class StackSpec(BaseModel):
         return self
 
 
-def expand_env(value: Any, environ: Mapping[str, str] | None = None) -> Any:
+def expand_env(value: Any, environ: Mapping[str, str]) -> Any:
     """Expand ``${VAR}`` and ``${VAR:-default}`` recursively; unset without default is an error."""
-    env = os.environ if environ is None else environ
     if isinstance(value, str):
         def substitute(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
-            if name in env:
-                return env[name]
+            if name in environ:
+                return environ[name]
             if default is not None:
                 return default
             raise MissingVariableError(name)
         return _ENV_REFERENCE.sub(substitute, value)
     if isinstance(value, dict):
-        return {k: expand_env(v, env) for k, v in value.items()}
+        return {k: expand_env(v, environ) for k, v in value.items()}
     if isinstance(value, list):
-        return [expand_env(v, env) for v in value]
+        return [expand_env(v, environ) for v in value]
     return value
 
 
@@ -135,48 +136,63 @@ def stack_file(name_or_path: str) -> Path:
     return path
 
 
-def read_stack_file(name_or_path: str) -> dict[str, Any]:
-    """The stack file as written, ``${VAR}`` references unexpanded."""
+@dataclass(frozen=True)
+class _StackFile:
+    """A stack file as written (``${VAR}`` unexpanded), read once."""
+
+    path: Path
+    raw: dict[str, Any]
+    credentials: frozenset[str]  # the variables that feed secrets and connector credentials
+
+    @cached_property
+    def parameters(self) -> Path:
+        """Where its parameters may be kept: ``$CHURNOPS_HOME/stacks/<name>.env`` (outside git)."""
+        return state_paths().home / "stacks" / f"{self.path.stem}.env"
+
+    @property
+    def name(self) -> str:
+        """The ZenML name of the stack, without needing its variables."""
+        name = self.raw.get("name")
+        if not isinstance(name, str) or "${" in name:
+            raise StackConfigError(f"{self.path}: 'name' must be a literal string")
+        return name
+
+
+def _read(name_or_path: str) -> _StackFile:
     path = stack_file(name_or_path)
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise StackConfigError(f"{path} is not valid YAML: {error}") from error
-    if not isinstance(raw, dict):
-        raise StackConfigError(f"{path} must hold a mapping at the top level")
-    _check_secrets_come_from_environment(raw, path)
-    return raw
+        raw = load_config(path)
+    except ConfigError as error:
+        raise StackConfigError(str(error)) from error
+    return _StackFile(path, raw, _credential_variables(raw, path))
 
 
-def _check_secrets_come_from_environment(raw: dict[str, Any], path: Path) -> None:
+def _credential_variables(raw: dict[str, Any], path: Path) -> frozenset[str]:
+    """The variables of secret values and of connector settings named like credentials; each
+    of those values must be exactly one ``${VAR}``."""
     secrets = raw.get("secrets") or {}
     if not isinstance(secrets, dict):
         raise StackConfigError(f"{path}: 'secrets' must map secret names to key/value mappings")
+    credentials: list[tuple[str, Any]] = []
     for secret, values in secrets.items():
         if not isinstance(values, dict):
             raise StackConfigError(f"{path}: secret '{secret}' must map keys to ${{ENV_VAR}} references")
-        for key, value in values.items():
-            if not (isinstance(value, str) and _WHOLE_ENV_REFERENCE.match(value)):
-                raise StackConfigError(
-                    f"{path}: secret '{secret}' key '{key}' must be exactly one ${{ENV_VAR}} reference "
-                    f"without default; credentials never go in stack files")
+        credentials += [(f"secret '{secret}' key '{key}'", value) for key, value in values.items()]
     connectors = raw.get("connectors") or {}
     if not isinstance(connectors, dict):
         raise StackConfigError(f"{path}: 'connectors' must map connector names to their settings")
     for connector, settings in connectors.items():
         configuration = (settings or {}).get("configuration") or {} if isinstance(settings, dict) else {}
-        for key, value in configuration.items():
-            if _CREDENTIAL_NAME.search(key) and not (isinstance(value, str) and _WHOLE_ENV_REFERENCE.match(value)):
-                raise StackConfigError(
-                    f"{path}: connector '{connector}' setting '{key}' must be exactly one ${{ENV_VAR}} "
-                    f"reference without default; credentials never go in stack files")
-
-
-def parameters_file(name_or_path: str) -> Path:
-    """Where a stack's parameters may be kept: ``$CHURNOPS_HOME/stacks/<name>.env`` (outside git)."""
-    from churnops.settings import state_paths
-
-    return state_paths().home / "stacks" / f"{stack_file(name_or_path).stem}.env"
+        credentials += [(f"connector '{connector}' setting '{key}'", value)
+                        for key, value in configuration.items() if _CREDENTIAL_NAME.search(key)]
+    variables = set()
+    for where, value in credentials:
+        match = _WHOLE_ENV_REFERENCE.match(value) if isinstance(value, str) else None
+        if match is None:
+            raise StackConfigError(f"{path}: {where} must be exactly one ${{ENV_VAR}} reference without default; "
+                                   f"credentials never go in stack files")
+        variables.add(match.group(1))
+    return frozenset(variables)
 
 
 def read_parameters(path: Path) -> dict[str, str]:
@@ -196,50 +212,39 @@ def read_parameters(path: Path) -> dict[str, str]:
     return parameters
 
 
-def credential_variables(raw: dict[str, Any]) -> set[str]:
-    """Variables a stack file feeds into secrets or connector credentials."""
-    values = [v for secret in (raw.get("secrets") or {}).values() for v in secret.values()]
-    values += [v for connector in (raw.get("connectors") or {}).values()
-               for k, v in ((connector or {}).get("configuration") or {}).items() if _CREDENTIAL_NAME.search(k)]
-    return {match.group(1) for value in values if isinstance(value, str) for match in _ENV_REFERENCE.finditer(value)}
-
-
-def stack_environment(name_or_path: str) -> dict[str, str]:
+def _environment(stack: _StackFile) -> dict[str, str]:
     """The process environment over the stack's parameters file; credentials must come from the
     environment, never from that file."""
-    path = parameters_file(name_or_path)
-    if not path.is_file():
+    if not stack.parameters.is_file():
         return dict(os.environ)
-    parameters = read_parameters(path)
-    written = sorted(credential_variables(read_stack_file(name_or_path)) & set(parameters))
+    parameters = read_parameters(stack.parameters)
+    written = sorted(stack.credentials & set(parameters))
     if written:
-        raise StackConfigError(f"{path} holds credentials ({', '.join(written)}): remove them from the file "
-                               f"and export them in the environment (they become ZenML secrets)")
+        raise StackConfigError(f"{stack.parameters} holds credentials ({', '.join(written)}): remove them from "
+                               f"the file and export them in the environment (they become ZenML secrets)")
     return {**parameters, **os.environ}
+
+
+def _spec(stack: _StackFile, environ: Mapping[str, str]) -> StackSpec:
+    try:
+        return StackSpec.model_validate(expand_env(stack.raw, environ))
+    except MissingVariableError as missing:
+        credential = missing.variable in stack.credentials
+        raise MissingVariableError(missing.variable, stack.path, None if credential else stack.parameters) from None
+    except ValidationError as error:
+        raise StackConfigError(f"{stack.path}: {error}") from error
 
 
 def load_stack_spec(name_or_path: str, environ: Mapping[str, str] | None = None) -> StackSpec:
     """Read, expand and validate a stack file. Variables come from ``environ``, by default the
-    process environment over the stack's parameters file (see :func:`parameters_file`)."""
-    raw = read_stack_file(name_or_path)
-    if environ is None:
-        environ = stack_environment(name_or_path)
-    try:
-        return StackSpec.model_validate(expand_env(raw, environ))
-    except MissingVariableError as missing:
-        credential = missing.variable in credential_variables(raw)
-        raise MissingVariableError(missing.variable, stack_file(name_or_path),
-                                   None if credential else parameters_file(name_or_path)) from None
-    except ValidationError as error:
-        raise StackConfigError(f"{stack_file(name_or_path)}: {error}") from error
+    process environment over the stack's parameters file (``$CHURNOPS_HOME/stacks/<name>.env``)."""
+    stack = _read(name_or_path)
+    return _spec(stack, _environment(stack) if environ is None else environ)
 
 
 def stack_name(name_or_path: str) -> str:
     """The ZenML name of the stack declared in a file, without needing its variables."""
-    name = read_stack_file(name_or_path).get("name")
-    if not isinstance(name, str) or "${" in name:
-        raise StackConfigError(f"{stack_file(name_or_path)}: 'name' must be a literal string")
-    return name
+    return _read(name_or_path).name
 
 
 def ensure_server(server: str) -> None:
@@ -274,6 +279,11 @@ def check_integrations(spec: StackSpec) -> None:
                                f"on this machine: zenml integration install {' '.join(missing)} -y")
 
 
+def _set_values(configuration: dict[str, Any]) -> dict[str, Any]:
+    """Settings without the empty ones (an unset ``${VAR:-}``), which then take ZenML's defaults."""
+    return {k: v for k, v in configuration.items() if v not in (None, "")}
+
+
 def register_secrets(spec: StackSpec) -> None:
     from zenml.client import Client
 
@@ -296,7 +306,7 @@ def register_connectors(spec: StackSpec) -> dict[str, Any]:
     client = Client()
     ids: dict[str, Any] = {}
     for name, connector in spec.connectors.items():
-        configuration = {k: v for k, v in connector.configuration.items() if v not in (None, "")}
+        configuration = _set_values(connector.configuration)
         try:
             existing = client.get_service_connector(name, allow_name_prefix_match=False, expand_secrets=True)
         except KeyError:
@@ -331,7 +341,7 @@ def register_stack(spec: StackSpec, activate: bool = True) -> str:
     components: dict[StackComponentType, str] = {}
     for type_name, component in spec.components.items():
         component_type = StackComponentType(type_name)
-        configuration = {k: v for k, v in component.configuration.items() if v not in (None, "")}
+        configuration = _set_values(component.configuration)
         try:
             existing = client.get_stack_component(component_type, component.name, allow_name_prefix_match=False)
         except KeyError:
@@ -369,18 +379,17 @@ def register_stack(spec: StackSpec, activate: bool = True) -> str:
 def use_stack(name_or_path: str) -> str:
     """Register and activate a stack; with some of its variables unset, activate the stack as
     registered before (so ``--stack aws`` works without re-exporting every parameter)."""
+    stack = _read(name_or_path)
     try:
-        spec = load_stack_spec(name_or_path)
+        spec = _spec(stack, _environment(stack))
     except MissingVariableError as missing:
         from zenml.client import Client
 
-        raw = read_stack_file(name_or_path)
-        ensure_server(str(raw.get("server", "any")))
-        name = stack_name(name_or_path)
+        ensure_server(str(stack.raw.get("server", "any")))
         try:
-            Client().activate_stack(name)
+            Client().activate_stack(stack.name)
         except KeyError:
             raise missing from None
-        print(f"Activated stack '{name}' as registered before ({missing}; set it to re-register).")
-        return name
+        print(f"Activated stack '{stack.name}' as registered before ({missing}; set it to re-register).")
+        return stack.name
     return register_stack(spec)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import requests
 
-from churnops.ports import LOOPBACK
+from churnops.ports import LOOPBACK, port_is_free
 from churnops.services import ServiceError, pid_alive, stop_process, wait_until_ready
 
 DEFAULT_PORT = 8237
@@ -89,7 +89,10 @@ def skip_onboarding(url: str) -> None:
     endpoint = f"{url.rstrip('/')}/api/v1/current-user"
     user = requests.get(endpoint, timeout=10)
     user.raise_for_status()
-    metadata = dict((user.json().get("metadata") or {}).get("user_metadata") or {})
+    body = user.json()
+    metadata = dict((body.get("metadata") or {}).get("user_metadata") or {})
+    if metadata.get("finished_onboarding_survey") is True and (body.get("body") or {}).get("email_opted_in") is False:
+        return  # done already (the server is reused by every `--stack local-server`)
     metadata["finished_onboarding_survey"] = True
     response = requests.put(endpoint, json={"user_metadata": metadata, "email_opted_in": False}, timeout=10)
     response.raise_for_status()
@@ -100,8 +103,6 @@ def start_local_server(port: int | None = None, timeout: int = 60) -> str:
     it, skip the dashboard onboarding; return the dashboard URL."""
     from zenml.zen_server.deploy.deployer import LocalServerDeployer
     from zenml.zen_server.deploy.deployment import LocalServerDeploymentConfig
-
-    from churnops.ports import port_is_free
 
     deployer = LocalServerDeployer()
     url = local_server_url()
@@ -155,8 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("ZENML_AUTO_OPEN_DASHBOARD", "false")
     from churnops.bootstrap import ensure_repository
 
-    recover_from_dead_local_server()
-    ensure_repository(paths)
+    ensure_repository(paths)  # first, back to the embedded store if the server died
     if args.action == "start":
         try:
             url = start_local_server(args.port)
