@@ -31,7 +31,14 @@ from starlette.responses import Response
 from bento.limits import BodySizeLimit
 from bento.request_body import documented_output, raw_body_spec
 from churnops.serving.config import load_serving_config
-from churnops.serving.contract import BatchPrediction, ModelInfo, Prediction, RequestContract, RequestError
+from churnops.serving.contract import (
+    MAX_ID_LENGTH,
+    BatchPrediction,
+    ModelInfo,
+    Prediction,
+    RequestContract,
+    RequestError,
+)
 from churnops.serving.packaging import read_schema
 from churnops.serving.runtime import REQUEST_ID_HEADER, Answer, ServingRuntime
 from churnops.settings import state_paths
@@ -74,19 +81,14 @@ info_app = FastAPI(title="churn model info", docs_url=None, redoc_url=None, open
 
 
 @bentoml.asgi_app(info_app, path="/")
-@bentoml.service(
-    name="churn_service",
-    workers=CONFIG.service.workers,
-    traffic={"timeout": CONFIG.service.timeout_seconds},
-    logging={"access": {"enabled": CONFIG.service.access_log}},
-)
+@bentoml.service(name="churn_service", **CONFIG.service.bentoml_options())
 class ChurnService:
     bento_model = MODEL
 
     def __init__(self) -> None:
         stored = self.bento_model
         # Loaded once per worker process; the compiled scorer is parity-checked here.
-        self.runtime = ServingRuntime(Path(stored.path), str(stored.tag), CONFIG, state_paths())
+        self.runtime = ServingRuntime(Path(stored.path), str(stored.tag), CONFIG, state_paths(), _contract)
         self.metrics = PredictionMetrics.shared()
         # Everything loaded so far lives as long as the worker: keep it out of the cyclic GC's
         # full collections, which otherwise walk the whole heap and stall requests. A 1k-row
@@ -130,7 +132,7 @@ class ChurnService:
         except RequestError as error:
             # BentoML copies ctx.response's status onto the returned Response.
             ctx.response.status_code = error.status
-            headers = {"X-Request-ID": request_id} if request_id and len(request_id) <= 128 else None
+            headers = {"X-Request-ID": request_id} if request_id and len(request_id) <= MAX_ID_LENGTH else None
             return Response(json.dumps(error.body()), status_code=error.status,
                             media_type="application/json", headers=headers)
         self.metrics.observe(endpoint, result.labels, result.probabilities)
@@ -160,6 +162,14 @@ class PredictionMetrics:
         self.probability = prometheus_client.Histogram(
             "churn_probability", "Predicted churn probabilities", buckets=self.BUCKETS,
         )
+        # Labelled children, looked up once per (endpoint, label) rather than per request.
+        self._counters: dict[tuple[str, str], t.Any] = {}
+        # Histogram internals for observing a batch at once; None if prometheus_client moved them.
+        try:
+            self._bounds = np.asarray(self.probability._upper_bounds, dtype=np.float64)
+            self._buckets, self._sum = self.probability._buckets, self.probability._sum
+        except AttributeError:
+            self._bounds = None
 
     @classmethod
     def shared(cls) -> PredictionMetrics:
@@ -170,13 +180,19 @@ class PredictionMetrics:
     def observe(self, endpoint: str, labels: np.ndarray, probabilities: np.ndarray) -> None:
         positives = int(labels.sum())
         if positives:
-            self.predictions.labels(label="1", endpoint=endpoint).inc(positives)
+            self._counter(endpoint, "1").inc(positives)
         if len(labels) - positives:
-            self.predictions.labels(label="0", endpoint=endpoint).inc(len(labels) - positives)
+            self._counter(endpoint, "0").inc(len(labels) - positives)
         if len(probabilities) == 1:
             self.probability.observe(float(probabilities[0]))
         else:
             self._observe_many(probabilities)
+
+    def _counter(self, endpoint: str, label: str) -> t.Any:
+        child = self._counters.get((endpoint, label))
+        if child is None:
+            child = self._counters[endpoint, label] = self.predictions.labels(label=label, endpoint=endpoint)
+        return child
 
     def _observe_many(self, values: np.ndarray) -> None:
         """Histogram.observe for many values at once: one increment per bucket, not per value.
@@ -184,17 +200,13 @@ class PredictionMetrics:
         Uses prometheus_client's Histogram internals (``_upper_bounds``, ``_buckets``, ``_sum``);
         if they move, falls back to one observe per value.
         """
-        histogram = self.probability
-        try:
-            bounds = np.asarray(histogram._upper_bounds, dtype=np.float64)
-            buckets, total = histogram._buckets, histogram._sum
-        except AttributeError:
+        if self._bounds is None:
             for value in values.tolist():
-                histogram.observe(value)
+                self.probability.observe(value)
             return
         # A value v belongs to the first bucket with v <= bound, as in Histogram.observe.
-        counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
-        for bucket, count in zip(buckets, counts.tolist(), strict=False):
+        counts = np.bincount(np.searchsorted(self._bounds, values, side="left"), minlength=len(self._bounds))
+        for bucket, count in zip(self._buckets, counts.tolist(), strict=False):
             if count:
                 bucket.inc(count)
-        total.inc(float(values.sum()))
+        self._sum.inc(float(values.sum()))

@@ -17,7 +17,6 @@ locations when first imported.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -45,7 +44,6 @@ MODEL_NAME = "churn_classifier"
 MODEL_ARTIFACT = "churn_classifier"
 SCHEMA_ARTIFACT = "dataset_schema"
 BENTOFILE = PROJECT_ROOT / "bento" / "bentofile.yaml"
-SERVICE_IMPORT = "bento.service:ChurnService"
 READY_TIMEOUT = 120.0
 STOP_TIMEOUT = 30.0
 
@@ -82,6 +80,12 @@ def get_version(model_name: str, version: str | None = None) -> ModelVersionResp
             f"model '{model_name}' has no version '{version}' (see `python run.py --models`)") from None
 
 
+def stage_of(version: ModelVersionResponse) -> str | None:
+    """A model version's stage as text ("production", "archived"...), None when unstaged."""
+    stage = version.stage
+    return str(getattr(stage, "value", stage)) if stage else None
+
+
 def list_versions(model_name: str = MODEL_NAME) -> list[ModelVersionResponse]:
     """All versions of ``model_name``, oldest first (empty if the model does not exist)."""
     from zenml.client import Client
@@ -111,7 +115,7 @@ def model_card(version: ModelVersionResponse) -> ModelCard:
         model_name=version.model.name,
         model_version=str(version.number),
         model_version_id=str(version.id),
-        stage=str(getattr(version.stage, "value", version.stage)) if version.stage else None,
+        stage=stage_of(version),
         threshold=float(metadata["decision_threshold"]),
         metrics={k: float(metadata[k]) for k in METRIC_KEYS if isinstance(metadata.get(k), int | float)},
         trained_at=str(metadata["trained_at"]) if metadata.get("trained_at") else None,
@@ -234,9 +238,7 @@ class DeploymentRecord(BaseModel):
 def read_record(paths: StatePaths) -> DeploymentRecord | None:
     try:
         return DeploymentRecord.model_validate_json(paths.deployment_file.read_text())
-    except FileNotFoundError:
-        return None
-    except ValueError:
+    except (FileNotFoundError, ValueError):
         return None
 
 
@@ -425,11 +427,6 @@ class RollbackResult:
     packaged: Packaged
 
 
-def _stage(version: ModelVersionResponse) -> str | None:
-    stage = version.stage
-    return str(getattr(stage, "value", stage)) if stage else None
-
-
 def previous_production(
     versions: list[ModelVersionResponse], current: ModelVersionResponse
 ) -> ModelVersionResponse | None:
@@ -472,7 +469,7 @@ def rollback(to: str | None = None, reason: str | None = None, model_name: str =
     why = reason or "manual rollback"
     packaged = package_version(target, stage="production")
     target.set_stage(ModelStages.PRODUCTION, force=True)
-    if _stage(get_version(model_name, str(current.number))) == "production":  # set_stage archives; be sure
+    if stage_of(get_version(model_name, str(current.number))) == "production":  # set_stage archives; be sure
         current.set_stage(ModelStages.ARCHIVED, force=True)
     log_version_metadata(current, {"rollback_reason": f"{why}: production rolled back to version {target.number}",
                                    "rollback_at": at, "rollback_role": "replaced"})
@@ -490,6 +487,3 @@ def switch_running_service(paths: StatePaths, packaged: Packaged) -> DeploymentR
     stop_service(paths)
     return start_service(paths, packaged.bento_tag, packaged.model_version, record.host, record.port)
 
-
-def describe_record(record: DeploymentRecord) -> str:
-    return json.dumps(record.model_dump(), indent=2)

@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import numpy as np
 import pytest
 import requests
 
+from churnops.ports import free_port
 from churnops.settings import PROJECT_ROOT
 from tests.support import model_versions, run_cli
 
 FAST = str(PROJECT_ROOT / "configs" / "training-fast.yaml")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def served_version(url: str) -> str:

@@ -7,7 +7,6 @@ import hashlib
 import http.client
 import json
 import os
-import socket
 import threading
 import uuid
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 import requests
 import yaml
 
+from churnops.ports import free_port
 from churnops.serving.packaging import ModelCard
 from churnops.settings import StatePaths
 from tests.test_serving_unit import BAD_BODIES, GOOD, SCHEMA, fit, records
@@ -29,12 +29,6 @@ THRESHOLD = 0.4
 SALT = "service-test-salt"
 MAX_BODY = 200_000
 MAX_CUSTOMERS = 50
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

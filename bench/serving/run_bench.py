@@ -20,13 +20,10 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -34,6 +31,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+
+import psutil  # noqa: E402
+
+from churnops.ports import free_port  # noqa: E402
+from churnops.services import stop_process_group, wait_until_ready  # noqa: E402
+
 OUT = ROOT / "bench" / "out"
 LUA = Path(__file__).with_name("post.lua")
 LOADGEN = Path(__file__).with_name("loadgen.py")
@@ -54,27 +57,6 @@ def ensure_wrk() -> str:
     return found
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_ready(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"{url} not ready after {timeout} s")
-
-
 def post(url: str, body: bytes) -> dict[str, Any]:
     request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as response:
@@ -89,17 +71,16 @@ class Server:
         with log.open("wb") as handle:
             self.process = subprocess.Popen(["taskset", "-c", SERVER_CPU, *command], cwd=ROOT, env=env,
                                             stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_ready(self.url + ready_path, self.process)
+        try:
+            wait_until_ready(self.url + ready_path, psutil.Process(self.process.pid), 120, log)
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self) -> None:
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=60)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        """SIGTERM the server's process group (SIGKILL after 60 s), then reap it."""
+        stop_process_group(self.process.pid, timeout=60)
+        self.process.wait()
 
 
 def load(client: str, url: str, body_file: Path, connections: int, seconds: float) -> dict[str, Any]:

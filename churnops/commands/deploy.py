@@ -25,7 +25,7 @@ def run(args: argparse.Namespace, paths: StatePaths) -> int:
         return 0
     try:
         version = deployment.get_version(deployment.MODEL_NAME, args.version)
-        stage = version.stage.value if hasattr(version.stage, "value") else version.stage
+        stage = deployment.stage_of(version)
         if stage != "production":
             print(f"Note: version {version.number} is {stage or 'not staged'}, not production.")
         packaged = deployment.package_version(version)

@@ -21,7 +21,7 @@ def version_rows(paths: StatePaths) -> list[dict[str, str]]:
     rows = []
     for version in deployment.list_versions(deployment.MODEL_NAME):
         metadata = version.run_metadata
-        stage = version.stage.value if hasattr(version.stage, "value") else version.stage
+        stage = deployment.stage_of(version)
         serving = record is not None and record.model_version == str(version.number)
         rows.append({
             "version": str(version.number),

@@ -17,7 +17,7 @@ def run(args: argparse.Namespace, paths: StatePaths) -> int:
     from churnops import deployment
 
     try:
-        result = deployment.rollback(args.to, getattr(args, "reason", None))
+        result = deployment.rollback(args.to, args.reason)
         print(f"Rolled back {deployment.MODEL_NAME}: production is now version {result.to_version} "
               f"(was {result.from_version}, now archived) at {result.at}.")
         print(f"Reason recorded on both versions: {result.reason}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,6 +25,11 @@ class ServiceOptions(_Strict):
     workers: int = Field(1, ge=1)
     timeout_seconds: float = Field(30, gt=0)
     access_log: bool = True
+
+    def bentoml_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``@bentoml.service`` (the churn service and the benchmark's floor)."""
+        return {"workers": self.workers, "traffic": {"timeout": self.timeout_seconds},
+                "logging": {"access": {"enabled": self.access_log}}}
 
 
 class Limits(_Strict):

@@ -214,9 +214,10 @@ class RequestContract:
         self._one = TypeAdapter(self.customer)
         self._many = TypeAdapter(self.customer_list)
         self._batch = TypeAdapter(self.batch_input)
-        struct = customer_struct(self.rules)
+        # The msgspec record type: /predict_batch JSON bodies, and CSV rows (ServingRuntime).
+        self.struct = customer_struct(self.rules)
         self._batch_decoder = msgspec.json.Decoder(
-            Annotated[list[struct], msgspec.Meta(min_length=1, max_length=max_batch_rows)]
+            Annotated[list[self.struct], msgspec.Meta(min_length=1, max_length=max_batch_rows)]
         )
         # Features in schema order, then the id column (if any), then request_id: always 2+ names,
         # so the getter returns a tuple.
@@ -269,9 +270,6 @@ class RequestContract:
     # -- documentation
     def predict_schema(self, **kwargs: Any) -> dict[str, Any]:
         return TypeAdapter(self.predict_input).json_schema(**kwargs)
-
-    def batch_schema(self, **kwargs: Any) -> dict[str, Any]:
-        return TypeAdapter(self.batch_input).json_schema(**kwargs)
 
 
 def _explain(error: ValidationError, adapter: TypeAdapter[Any], body: bytes) -> RequestError:

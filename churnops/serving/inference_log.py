@@ -56,10 +56,9 @@ class _Chunk:
         if self.request_ids is not None:
             return pa.array(self.request_ids, type=pa.string())
         derived = pc.binary_join_element_wise(self.base_id, suffixes.slice(0, len(self)), "")
-        own = self.batch.request_ids
-        if any(rid is not None for rid in own):
-            derived = pc.if_else(pc.is_valid(pa.array(own, type=pa.string())), pa.array(own, type=pa.string()),
-                                 derived)
+        if any(rid is not None for rid in self.batch.request_ids):
+            own = pa.array(self.batch.request_ids, type=pa.string())
+            derived = pc.if_else(pc.is_valid(own), own, derived)
         return derived
 
 

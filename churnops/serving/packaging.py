@@ -6,7 +6,6 @@ Keeping the format here (without BentoML) lets both sides and the tests share it
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,7 +75,7 @@ def read_schema(folder: Path) -> DatasetSchema:
 
 
 def read_card(folder: Path) -> ModelCard:
-    return ModelCard.model_validate(json.loads((Path(folder) / CARD_FILE).read_text()))
+    return ModelCard.model_validate_json((Path(folder) / CARD_FILE).read_text())
 
 
 def read_model_files(folder: Path) -> PackagedModel:

@@ -22,12 +22,12 @@ import pyarrow.csv as pacsv
 from churnops.serving.compiled import Scorer, compile_pipeline
 from churnops.serving.config import ServingConfig
 from churnops.serving.contract import (
+    MAX_ID_LENGTH,
     REQUEST_ID_FIELD,
     FeatureBatch,
     ModelInfo,
     RequestContract,
     RequestError,
-    customer_struct,
 )
 from churnops.serving.inference_log import InferenceLogWriter
 from churnops.serving.packaging import ModelCard, read_model_files
@@ -50,17 +50,26 @@ class Answer:
 
 
 class ServingRuntime:
-    def __init__(self, model_folder: Path, bento_model: str, config: ServingConfig, paths: StatePaths) -> None:
+    def __init__(self, model_folder: Path, bento_model: str, config: ServingConfig, paths: StatePaths,
+                 contract: RequestContract | None = None) -> None:
+        """``contract``: one already built from this model's schema and ``config``'s limits
+        (the service builds it at import for its OpenAPI page); built here when absent."""
         packaged = read_model_files(model_folder)
         self.card: ModelCard = packaged.card
         self.schema = packaged.schema
         self.config = config
         self.bento_model = bento_model
         self.threshold = float(self.card.threshold)
-        self.contract = RequestContract(self.schema, config.limits.max_predict_customers,
-                                        config.limits.max_batch_rows)
+        self.contract = contract or RequestContract(self.schema, config.limits.max_predict_customers,
+                                                    config.limits.max_batch_rows)
         self.scorer: Scorer = compile_pipeline(packaged.pipeline, self.schema)
-        self._csv_struct = customer_struct(self.contract.rules)
+        # CSV cells are read as text (nulls when empty) and checked like JSON values; columns
+        # that are no field keep Arrow's inferred type and are refused as unknown fields.
+        rules = self.contract.rules
+        known = [*rules.numeric_names, *rules.categorical_names, *([rules.id_column] if rules.id_column else []),
+                 REQUEST_ID_FIELD]
+        self._csv_options = pacsv.ConvertOptions(column_types={n: pa.string() for n in known},
+                                                 strings_can_be_null=True, null_values=[""])
         self.log: InferenceLogWriter | None = None
         self.log_directory: Path | None = None
         options = config.inference_log
@@ -75,9 +84,18 @@ class ServingRuntime:
                 flush_rows=options.flush_rows, flush_seconds=options.flush_seconds,
                 max_pending_rows=options.max_pending_rows,
             )
-        # The fields every answer repeats, serialised once.
+        # The fields every answer repeats.
         self._common = {"threshold": self.threshold, "model_name": self.card.model_name,
                         "model_version": self.card.model_version}
+        card = self.card
+        self._info = ModelInfo(
+            model_name=card.model_name, model_version=card.model_version, stage=card.stage,
+            trained_at=card.trained_at, threshold=self.threshold, metrics=card.metrics,
+            estimator=card.estimator, dataset=card.dataset, data_hash=card.data_hash,
+            features={name: rules.describe(name) for name in self.schema.feature_names},
+            bento_model=bento_model, inference_path=self.scorer.path,
+            inference_log=str(self.log_directory) if self.log_directory else None,
+        )
         logger.info("serving %s version %s (%s); inference path: %s; inference log: %s",
                     self.card.model_name, self.card.model_version, bento_model, self.scorer.path,
                     self.log_directory or "off")
@@ -112,15 +130,7 @@ class ServingRuntime:
         return Answer(_ENCODER.encode(payload), base, probabilities, labels)
 
     def model_info(self) -> ModelInfo:
-        card = self.card
-        features = {name: self.contract.rules.describe(name) for name in self.schema.feature_names}
-        return ModelInfo(
-            model_name=card.model_name, model_version=card.model_version, stage=card.stage,
-            trained_at=card.trained_at, threshold=self.threshold, metrics=card.metrics,
-            estimator=card.estimator, dataset=card.dataset, data_hash=card.data_hash, features=features,
-            bento_model=self.bento_model, inference_path=self.scorer.path,
-            inference_log=str(self.log_directory) if self.log_directory else None,
-        )
+        return self._info
 
     def close(self) -> None:
         if self.log is not None:
@@ -139,10 +149,7 @@ class ServingRuntime:
         """CSV with a header row: the same fields as a JSON record; empty cells are null."""
         rules = self.contract.rules
         try:
-            header = pacsv.read_csv(pa.py_buffer(body), read_options=pacsv.ReadOptions(skip_rows_after_names=10**9))
-            options = pacsv.ConvertOptions(column_types={n: pa.string() for n in header.column_names},
-                                           strings_can_be_null=True, null_values=[""])
-            table = pacsv.read_csv(pa.py_buffer(body), convert_options=options)
+            table = pacsv.read_csv(pa.py_buffer(body), convert_options=self._csv_options)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
             raise RequestError(400, "invalid CSV", [{"loc": ["body"], "msg": str(error).splitlines()[0],
                                                       "type": "csv_invalid"}]) from None
@@ -168,7 +175,7 @@ class ServingRuntime:
         rows = [{k: v for k, v in row.items() if v is not None or k not in (REQUEST_ID_FIELD, rules.id_column)}
                 for row in table.to_pylist()]
         try:
-            records = msgspec.convert(rows, type=list[self._csv_struct])
+            records = msgspec.convert(rows, type=list[self.contract.struct])
         except msgspec.ValidationError as error:
             raise RequestError(400, "invalid CSV value", [_msgspec_detail(str(error))]) from None
         return self.contract.to_batch(records)
@@ -187,10 +194,10 @@ def _msgspec_detail(message: str) -> dict[str, Any]:
 def _request_id(header: str | None) -> str:
     if header is None or header == "":
         return uuid.uuid4().hex
-    if len(header) > 128 or not header.isprintable():
+    if len(header) > MAX_ID_LENGTH or not header.isprintable():
         raise RequestError(400, "invalid X-Request-ID header",
                            [{"loc": ["header", REQUEST_ID_HEADER], "type": "string_too_long",
-                             "msg": "at most 128 printable characters"}])
+                             "msg": f"at most {MAX_ID_LENGTH} printable characters"}])
     return header
 
 
