@@ -8,13 +8,16 @@ DEFAULT_STACK = "local"
 
 
 def ensure_repository(paths: StatePaths) -> None:
-    """``zenml init`` inside the state folder, once."""
+    """Make the ZenML client usable: ``zenml init`` inside the state folder (once), and, if the
+    client points at a local server whose process is gone, back to the embedded store.
+
+    Every ZenML entry point (``ensure_stack``, ``zenml_server``, ``cloudsim``) goes through here
+    before its first ``Client()``."""
     from zenml.client import Client
 
     from churnops.zenml_server import recover_from_dead_local_server
 
-    # A local server killed or gone after a reboot: back to the embedded store (same database)
-    # at once, instead of ZenML retrying for half a minute and failing.
+    # Instead of ZenML retrying a dead server for half a minute and failing.
     recover_from_dead_local_server()
     if not (paths.home / ".zen").is_dir():
         Client.initialize(root=paths.home)
