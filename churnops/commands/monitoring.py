@@ -18,7 +18,7 @@ import copy
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -29,7 +29,7 @@ from churnops.monitoring.drift import DriftThresholds
 from churnops.monitoring.evidently_reports import ReportSettings
 from churnops.monitoring.inference_log import WindowSpec, window_has_rows
 from churnops.monitoring.performance import PerformanceGate
-from churnops.monitoring.report import MonitoringReport, format_console
+from churnops.monitoring.report import MonitoringReport, format_console, render_report
 from churnops.monitoring.retraining import RetrainingData, RetrainingSettings
 from churnops.run_config import ConfigError, default_config, load_config, write_resolved
 from churnops.settings import PROJECT_ROOT, StatePaths
@@ -38,6 +38,7 @@ REQUIRED_ARTIFACTS = ("dataset_schema", "reference_profile", "test_predictions",
 SECTIONS: dict[str, type[BaseModel]] = {"thresholds": DriftThresholds, "rules": DecisionRules,
                                         "gate": PerformanceGate, "report": ReportSettings}
 TRAIN_FIRST = "python run.py --pipeline training"
+Section = TypeVar("Section", bound=BaseModel)
 
 
 def monitoring_dir(paths: StatePaths) -> Path:
@@ -51,15 +52,20 @@ def inference_log_dir(paths: StatePaths) -> Path:
     return load_serving_config().inference_log.resolved_directory(paths)
 
 
+def _validated(model: type[Section], data: dict[str, Any] | None, where: str) -> Section:
+    """``data`` as ``model``, or a one-line UserError naming each bad key under ``where``."""
+    try:
+        return model.model_validate(data or {})
+    except ValidationError as error:
+        problems = "; ".join(f"{where}.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise UserError(f"monitoring config: {problems}") from error
+
+
 def resolve_config(config: dict[str, Any], paths: StatePaths, *, window_hours: float | None = None,
                    last: int | None = None, no_cache: bool = False) -> tuple[dict[str, Any], RetrainingSettings]:
     """Split off the ``retraining`` section, apply the window overrides and the state paths."""
     resolved = copy.deepcopy(config)
-    try:
-        retraining = RetrainingSettings.model_validate(resolved.pop("retraining", None) or {})
-    except ValidationError as error:
-        problems = "; ".join(f"retraining.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-        raise UserError(f"monitoring config: {problems}") from error
+    retraining = _validated(RetrainingSettings, resolved.pop("retraining", None), "retraining")
     params = resolved.setdefault("parameters", {})
     if window_hours is not None:
         params["window_hours"], params["last"] = window_hours, None
@@ -71,12 +77,7 @@ def resolve_config(config: dict[str, Any], paths: StatePaths, *, window_hours: f
         raise UserError(f"monitoring window: {error} (set parameters.window_hours or parameters.last)") from error
     # Check every section here, so a typo is one line now rather than a failed step later.
     for section, model in SECTIONS.items():
-        try:
-            model.model_validate(params.get(section) or {})
-        except ValidationError as error:
-            problems = "; ".join(f"parameters.{section}.{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                                 for e in error.errors())
-            raise UserError(f"monitoring config: {problems}") from error
+        _validated(model, params.get(section), f"parameters.{section}")
     params["log_dir"] = str(Path(params.get("log_dir") or inference_log_dir(paths)).expanduser())
     params["feedback_path"] = str(Path(params.get("feedback_path") or paths.feedback_log).expanduser())
     params["alert_log"] = str(Path(params.get("alert_log") or monitoring_dir(paths) / "alerts.jsonl").expanduser())
@@ -107,14 +108,12 @@ def _step_output(run: Any, step: str, name: str) -> Any:
     return (outputs[0] if isinstance(outputs, list) else outputs).load()
 
 
-def export_reports(run: Any, folder: Path) -> dict[str, str]:
-    """Copy the HTML reports of ``run`` to ``folder`` for a browser without the dashboard."""
+def export_reports(run: Any, report: MonitoringReport, folder: Path) -> dict[str, str]:
+    """Copy the HTML reports of ``run`` (``report``: its monitoring report) to ``folder`` for a
+    browser without the dashboard."""
     folder.mkdir(parents=True, exist_ok=True)
     drift = _step_output(run, "build_evidently_reports", "data_drift_report")
     summary = _step_output(run, "build_evidently_reports", "data_summary_report")
-    from churnops.monitoring.report import render_report
-
-    report = _step_output(run, "decide_action", "monitoring_report")
     files = {"monitoring_report": render_report(report), "data_drift_report": drift.html,
              "data_summary_report": summary.html}
     written = {}
@@ -216,7 +215,7 @@ def run_monitoring(config_path: Path, paths: StatePaths, *, window_hours: float 
         where = ", ".join(delivery.channels)
         print(f"\n  Alert sent ({where}); alert log {delivery.alert_log}"
               + (f"; webhook {delivery.webhook_status}" if delivery.webhook_url else ""))
-    reports = export_reports(run, monitoring_dir(paths) / "reports" / run.name)
+    reports = export_reports(run, report, monitoring_dir(paths) / "reports" / run.name)
     print(f"\n  Reports: {reports['monitoring_report']}\n           {reports['data_drift_report']}\n"
           f"           {reports['data_summary_report']}\n  ZenML    run {run.name} (make dashboard to browse)")
     summary: dict[str, Any] = {"model_name": model_name, "model_version": report.decision.model_version,

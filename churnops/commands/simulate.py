@@ -25,10 +25,10 @@ from churnops.monitoring.simulator import (
     new_request_ids,
     request_payloads,
     send_traffic,
-    simulated_customers,
 )
 from churnops.run_config import ConfigError, default_config, load_config
 from churnops.settings import StatePaths
+from churnops.synthetic import SyntheticSpec, generate_customers
 
 DEPLOY_FIRST = "python run.py --pipeline deploy --serve"
 
@@ -59,10 +59,10 @@ def served_model(url: str, timeout: float) -> dict[str, Any]:
 def simulated_schema(info: dict[str, Any]) -> DatasetSchema:
     """The dataset schema of the served model, if the simulator can generate its customers."""
     dataset = str(info.get("dataset", ""))
-    if not (DATASETS_DIR / f"{dataset}.yaml").is_file() or load_schema(dataset).source.kind != "synthetic":
+    schema = load_schema(dataset) if (DATASETS_DIR / f"{dataset}.yaml").is_file() else None
+    if schema is None or schema.source.kind != "synthetic":
         raise UserError(f"the served model (v{info.get('model_version')}) was trained on dataset '{dataset}'; "
                         "the simulator generates customers of the synthetic dataset only")
-    schema = load_schema(dataset)
     expected = set(info.get("features", {}))
     if expected and expected != set(schema.feature_names):
         raise UserError(f"the service expects features {sorted(expected)}, the simulator generates "
@@ -89,7 +89,8 @@ def simulate(paths: StatePaths, requests_count: int, drift: str, *, url: str | N
     info = served_model(url, settings.timeout_seconds)
     schema = simulated_schema(info)
     seed = settings.seed if settings.seed is not None else secrets.randbelow(10_000)
-    customers = simulated_customers(requests_count, settings.drift_levels[drift], seed)
+    # Customers with ids unique to the seed, and the outcome each will have (``churned``).
+    customers = generate_customers(SyntheticSpec(rows=requests_count, seed=seed, drift=settings.drift_levels[drift]))
     request_ids = new_request_ids(len(customers))
     result, served = send_traffic(url, request_payloads(customers, schema, request_ids), settings)
     summary: dict[str, Any] = {**result.model_dump(), "drift": drift, "seed": seed,

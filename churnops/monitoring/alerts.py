@@ -45,15 +45,16 @@ def dispatch_alert(decision: MonitoringDecision, alert_log: Path, webhook_url: s
     if not decision.alert:
         return AlertDelivery(raised=False)
     payload = alert_payload(decision, run_name)
+    body = json.dumps(payload, default=str)
     delivery = AlertDelivery(raised=True, channels=["console"], alert_log=str(alert_log), webhook_url=webhook_url)
     logger.warning("ALERT %s", payload["text"])
     alert_log.parent.mkdir(parents=True, exist_ok=True)
     with alert_log.open("a") as handle:
-        handle.write(json.dumps(payload, default=str) + "\n")
+        handle.write(body + "\n")
     delivery.channels.append("alert_log")
     if webhook_url:
         try:
-            response = requests.post(webhook_url, json=json.loads(json.dumps(payload, default=str)),
+            response = requests.post(webhook_url, data=body.encode(), headers={"Content-Type": "application/json"},
                                      timeout=timeout_seconds)
             delivery.webhook_status = f"HTTP {response.status_code}"
             if response.ok:

@@ -16,7 +16,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from churnops.dataset_schema import DatasetSchema
-from churnops.profile import CategoricalProfile, NumericProfile, ReferenceProfile, bin_shares
+from churnops.profile import CategoricalProfile, NumericProfile, ReferenceProfile, bin_shares, profile_numeric
 
 # Shares are floored before logs are taken, so an empty bin does not make PSI infinite.
 PSI_FLOOR = 1e-4
@@ -178,25 +178,26 @@ def detect_data_drift(frame: pd.DataFrame, profile: ReferenceProfile, schema: Da
 
 
 def detect_prediction_drift(served: pd.DataFrame, reference_probabilities: np.ndarray, model_version: str,
-                            threshold: float, thresholds: DriftThresholds, bins: int = 10) -> PredictionDrift:
-    """Served probabilities of ``model_version`` against that version's test-set probabilities."""
+                            threshold: float, thresholds: DriftThresholds) -> PredictionDrift:
+    """Served probabilities of ``model_version`` against that version's test-set probabilities,
+    binned like a numeric feature of the training profile (test-set deciles)."""
     from scipy.stats import ks_2samp
 
     reference = np.asarray(reference_probabilities, dtype=float)
+    profile = profile_numeric("probability", pd.Series(reference))
     same_version = served["model_version"].astype(str) == str(model_version)
     current = served.loc[same_version, "probability"].to_numpy(dtype=float)
-    edges = sorted(set(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]).tolist())) if len(reference) else []
     result = PredictionDrift(
         model_version=str(model_version), rows=len(current), other_version_rows=int((~same_version).sum()),
-        reference_rows=len(reference), reference_mean=float(reference.mean()) if len(reference) else 0.0,
+        reference_rows=len(reference), reference_mean=profile.mean,
         reference_positive_rate=float((reference >= threshold).mean()) if len(reference) else 0.0,
-        threshold=threshold, bin_edges=edges, reference_shares=bin_shares(pd.Series(reference), edges),
+        threshold=threshold, bin_edges=profile.bin_edges, reference_shares=profile.bin_shares,
     )
     if len(current) == 0 or len(reference) == 0:
         return result
     result.current_mean = float(current.mean())
     result.current_positive_rate = float((current >= threshold).mean())
-    result.current_shares = bin_shares(pd.Series(current), edges)
+    result.current_shares = bin_shares(pd.Series(current), profile.bin_edges)
     result.psi = psi(result.reference_shares, result.current_shares)
     result.ks_statistic = float(ks_2samp(reference, current).statistic)
     if result.psi > thresholds.prediction_psi:

@@ -349,8 +349,8 @@ def conform_features(frame: pd.DataFrame, schema: DatasetSchema) -> tuple[pd.Dat
             out[name] = pd.Series(pd.Categorical([None] * len(out)), index=out.index)
             continue
         values = as_text_category(out[name])
-        counts = values.value_counts()
-        unknown = {str(k): int(v) for k, v in counts.items() if v and k not in set(feature.categories)}
+        known_categories = set(feature.categories)
+        unknown = {str(k): int(v) for k, v in values.value_counts().items() if v and k not in known_categories}
         if unknown:
             rows = sum(unknown.values())
             shown = ", ".join(f"'{k}' ({v:,})" for k, v in sorted(unknown.items(), key=lambda kv: -kv[1])[:5])

@@ -22,7 +22,7 @@ import requests
 from pydantic import BaseModel, ConfigDict, Field
 
 from churnops.dataset_schema import DatasetSchema
-from churnops.synthetic import DriftSpec, SyntheticSpec, generate_customers
+from churnops.synthetic import DriftSpec
 
 
 class SimulatorSettings(BaseModel):
@@ -65,11 +65,6 @@ class TrafficResult(BaseModel):
         return text
 
 
-def simulated_customers(rows: int, drift: DriftSpec, seed: int) -> pd.DataFrame:
-    """Customers with ids unique to ``seed`` and the outcome they will have (``churned``)."""
-    return generate_customers(SyntheticSpec(rows=rows, seed=seed, drift=drift))
-
-
 def request_payloads(customers: pd.DataFrame, schema: DatasetSchema,
                      request_ids: Sequence[str]) -> list[dict[str, Any]]:
     """One JSON object per customer: the schema's features, the customer id and a request id."""
@@ -89,14 +84,9 @@ def new_request_ids(count: int) -> list[str]:
 
 
 def _returned_items(body: Any) -> list[dict[str, Any]]:
-    if isinstance(body, list):
-        return [item for item in body if isinstance(item, dict)]
-    if isinstance(body, dict):
-        for key in ("predictions", "results", "items"):
-            if isinstance(body.get(key), list):
-                return [item for item in body[key] if isinstance(item, dict)]
-        return [body]
-    return []
+    """The service answers one object, or a list of them for a list (docs/contracts.md)."""
+    items = body if isinstance(body, list) else [body]
+    return [item for item in items if isinstance(item, dict)]
 
 
 def send_traffic(url: str, payloads: list[dict[str, Any]],

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 from zenml import get_step_context
 
-EXPECTED_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
+from churnops.monitoring.performance import METRIC_NAMES
 
 
 class ModelFacts(BaseModel):
@@ -27,5 +27,5 @@ def model_facts() -> ModelFacts:
         name=model.name, version=str(model.number),
         threshold=float(metadata.get("decision_threshold", 0.5)),
         gate_f1=float(metadata.get("gate_f1", 0.0)), gate_roc_auc=float(metadata.get("gate_roc_auc", 0.0)),
-        expected={k: float(metadata[k]) for k in EXPECTED_METRICS if isinstance(metadata.get(k), int | float)},
+        expected={k: float(metadata[k]) for k in METRIC_NAMES if isinstance(metadata.get(k), int | float)},
     )
