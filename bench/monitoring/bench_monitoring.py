@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -29,18 +28,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench.measure import run, timed  # noqa: E402
 from churnops.settings import environment, state_paths  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "monitoring"
 HERE = Path(__file__).resolve().parent
-
-# Runs the command in a fresh process whose only child is that command, so the reported
-# peak RSS (ru_maxrss over children) is this command's alone.
-_MEASURE = (
-    "import resource, subprocess, sys, time; t = time.perf_counter(); "
-    "code = subprocess.run(sys.argv[1:]).returncode; wall = time.perf_counter() - t; "
-    "print(f'MEASURED {wall} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}'); sys.exit(code)"
-)
 
 _STEP_TIMES = """
 import json, sys
@@ -57,20 +49,6 @@ from zenml.enums import ModelStages
 Client().get_model_version("churn_classifier", ModelStages.PRODUCTION).get_artifact("train_set").load() \\
     .to_parquet(sys.argv[1])
 """
-
-
-def run(command: list[str], env: dict[str, str]) -> str:
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-    if result.returncode:
-        raise SystemExit(f"{' '.join(command)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
-    return result.stdout
-
-
-def timed(command: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of ``command``."""
-    output = run([sys.executable, "-c", _MEASURE, *command], env)
-    _, wall, peak_kb = output.strip().splitlines()[-1].split()
-    return float(wall), int(peak_kb) / 1024
 
 
 def monitoring_config(rows: int) -> Path:

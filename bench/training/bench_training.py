@@ -17,37 +17,17 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench.measure import timed  # noqa: E402
 from churnops.settings import environment, state_paths  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "training"
 CONFIG = ROOT / "configs" / "training.yaml"
-
-
-# Runs the command in a fresh process whose only child is that command, so the reported
-# peak RSS (ru_maxrss over children) is this command's alone.
-_MEASURE = (
-    "import resource, subprocess, sys, time; t = time.perf_counter(); "
-    "code = subprocess.run(sys.argv[1:]).returncode; wall = time.perf_counter() - t; "
-    "print(f'MEASURED {wall} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}'); sys.exit(code)"
-)
-
-
-def timed(command: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """Wall seconds and peak RSS (MB) of ``command``, and its last output line before the measure."""
-    result = subprocess.run([sys.executable, "-c", _MEASURE, *command], cwd=ROOT, env=env, capture_output=True,
-                            text=True)
-    if result.returncode:
-        raise SystemExit(f"{' '.join(command)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
-    lines = result.stdout.strip().splitlines()
-    _, wall, peak_kb = lines[-1].split()
-    return float(wall), int(peak_kb) / 1024, lines[-2] if len(lines) > 1 else ""
 
 
 def main() -> None:
@@ -76,8 +56,8 @@ def main() -> None:
 
     scale = []
     for rows in args.scale:
-        wall, peak, _ = timed([*pipeline, "--rows", str(rows)], env)
-        plain_wall, _, _ = timed([*plain, "--rows", str(rows)], env)
+        wall, peak = timed([*pipeline, "--rows", str(rows)], env)
+        plain_wall, _ = timed([*plain, "--rows", str(rows)], env)
         scale.append({"rows": rows, "pipeline_s": round(wall, 1), "pipeline_peak_mb": round(peak),
                       "plain_s": round(plain_wall, 1), "ratio": round(wall / plain_wall, 2)})
         print(json.dumps(scale[-1]))
