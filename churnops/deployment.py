@@ -18,12 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from churnops import services
 from churnops.dataset_schema import DatasetSchema
 from churnops.ports import port_is_free
 from churnops.serving.packaging import METRIC_KEYS, ModelCard, write_model_files
@@ -251,15 +247,8 @@ def _write_record(paths: StatePaths, record: DeploymentRecord) -> None:
 
 def _is_our_server(pid: int) -> bool:
     """Whether ``pid`` is alive and a ``bentoml serve`` (not a recycled pid)."""
-    try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True  # no /proc (macOS): trust the record
-    return b"bentoml" in b" ".join(command) and b"serve" in command
+    command = services.command_line(pid)
+    return command is not None and "bentoml" in command and " serve " in f"{command} "
 
 
 def running_deployment(paths: StatePaths) -> DeploymentRecord | None:
@@ -278,14 +267,6 @@ def _url(host: str, port: int) -> str:
     return f"http://{shown}:{port}"
 
 
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
-            return response.status == 200
-    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-        return False
-
-
 def start_service(paths: StatePaths, bento_tag: str, model_version: str, host: str = "127.0.0.1",
                   port: int = 3000, timeout: float = READY_TIMEOUT,
                   extra_env: dict[str, str] | None = None) -> DeploymentRecord:
@@ -294,27 +275,19 @@ def start_service(paths: StatePaths, bento_tag: str, model_version: str, host: s
         raise DeploymentError("a deployment is already running: stop it first (--stop)")
     if not port_is_free(port, host):
         raise DeploymentError(f"port {port} on {host} is in use: choose another with --port")
-    log_dir = paths.home / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log_file = log_dir / f"bentoml-serve-{port}.log"
+    log_file = paths.home / "logs" / f"bentoml-serve-{port}.log"
     env = {**os.environ, **environment(paths), **(extra_env or {})}
     command = [sys.executable, "-m", "bentoml", "serve", bento_tag, "--host", host, "--port", str(port)]
-    with log_file.open("ab") as log:
-        log.write(f"\n=== {datetime.now(UTC).isoformat()} {' '.join(command)}\n".encode())
-        log.flush()
-        process = subprocess.Popen(command, cwd=paths.home, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
     url = _url(host, port)
-    deadline = time.monotonic() + timeout
-    while not _ready(url):
-        if process.poll() is not None:
-            raise DeploymentError(f"the service exited with code {process.returncode} before it was ready; "
-                                  f"last lines of {log_file}:\n{_tail(log_file)}")
-        if time.monotonic() > deadline:
-            _terminate(process.pid)
-            raise DeploymentError(f"the service was not ready after {timeout:.0f} s; see {log_file}")
-        time.sleep(0.25)
-    record = DeploymentRecord(pid=process.pid, url=url, host=host, port=port, bento_tag=bento_tag,
+    try:
+        service = services.start_service("bentoml", command, url=url, health_url=f"{url}/readyz", log=log_file,
+                                         env=env, cwd=paths.home, timeout=timeout)
+    except services.NotReady as error:
+        if error.returncode is not None:
+            raise DeploymentError(f"the service exited with code {error.returncode} before it was ready; "
+                                  f"last lines of {log_file}:\n{services.log_tail(log_file, 25)}") from None
+        raise DeploymentError(f"the service was not ready after {timeout:.0f} s; see {log_file}") from None
+    record = DeploymentRecord(pid=service.pid, url=url, host=host, port=port, bento_tag=bento_tag,
                               model_version=model_version, log_file=str(log_file),
                               started_at=datetime.now(UTC).isoformat(timespec="seconds"))
     _write_record(paths, record)
@@ -334,85 +307,13 @@ def stop_service(paths: StatePaths) -> DeploymentRecord | None:
 
 
 def _terminate(pid: int, timeout: float = STOP_TIMEOUT) -> None:
-    """SIGTERM the process group led by ``pid`` (our server and its workers), then SIGKILL."""
-    try:
-        group = os.getpgid(pid)
-    except ProcessLookupError:
-        return
-    if group != pid:  # not a group we created: signal the process alone
-        group = None
-    _signal(pid, group, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _group_alive(pid, group):
-            _reap(pid)
-            return
-        time.sleep(0.1)
-    _signal(pid, group, signal.SIGKILL)
-    _reap(pid)
-
-
-def _signal(pid: int, group: int | None, sig: signal.Signals) -> None:
-    try:
-        if group is not None:
-            os.killpg(group, sig)
+    """SIGTERM our server and its workers (the process group it leads, or else its process
+    tree), SIGKILL after ``timeout``; what survives even that is left alone."""
+    with contextlib.suppress(ProcessLookupError, services.ServiceError):
+        if os.getpgid(pid) == pid:
+            services.stop_process_group(pid, timeout)
         else:
-            os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _group_alive(pid: int, group: int | None) -> bool:
-    try:
-        if group is not None:
-            os.killpg(group, 0)
-        else:
-            os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie leader (our own unreaped child) still counts as alive for kill(0).
-    return not _only_zombies(pid, group)
-
-
-def _only_zombies(pid: int, group: int | None) -> bool:
-    if group is None:
-        return _state(pid) in ("Z", None)
-    members = [p for p in _pids() if _pgid(p) == group]
-    return all(_state(p) in ("Z", None) for p in members)
-
-
-def _pids() -> list[int]:
-    try:
-        return [int(name) for name in os.listdir("/proc") if name.isdigit()]
-    except FileNotFoundError:
-        return []
-
-
-def _pgid(pid: int) -> int | None:
-    try:
-        return os.getpgid(pid)
-    except ProcessLookupError:
-        return None
-
-
-def _state(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return stat.rpartition(")")[2].split()[0]
-
-
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
-
-
-def _tail(path: Path, lines: int = 25) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return "(no log)"
+            services.stop_process(pid, timeout)
 
 
 # ---------------------------------------------------------------------------------- rollback

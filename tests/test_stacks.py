@@ -47,7 +47,7 @@ SAMPLE_ENV = {
     "CHURNOPS_GAR_REGISTRY": "europe-west1-docker.pkg.dev/my-project/zenml",
     "CHURNOPS_GCP_SERVICE_ACCOUNT_JSON": '{"type": "service_account"}',
 }
-PROJECT_PACKAGES = {"churnops", "steps", "pipelines", "materializers"}
+PROJECT_PACKAGES = {"churnops", "steps", "pipelines", "materializers", "bento"}
 
 
 def test_every_declared_stack_is_shipped():
@@ -167,9 +167,9 @@ def _module_file(module: str) -> Path | None:
     return None
 
 
-def third_party_imports(module: str) -> set[str]:
-    """Top-level third-party modules imported anywhere (functions included) by ``module``
-    and the project modules it imports, transitively."""
+def scan_imports(module: str) -> tuple[set[str], set[str]]:
+    """The project modules ``module`` imports anywhere (functions included), transitively and
+    itself included, and the top-level third-party modules all of them import."""
     seen, found, todo = set(), set(), [module]
     while todo:
         current = todo.pop()
@@ -194,7 +194,7 @@ def third_party_imports(module: str) -> set[str]:
                     todo.append(name)
                 elif top and top not in sys.stdlib_module_names and top != "__future__":
                     found.add(top)
-    return found
+    return seen, found
 
 
 def _distribution(module: str, distributions: dict[str, list[str]]) -> str:
@@ -227,7 +227,7 @@ def test_pipelines_have_exactly_the_container_requirements_their_code_imports():
     for pipeline in pipelines:
         declared = _pins(docker_settings(pipeline)["requirements"])
         # zenml is the parent image.
-        imported = {_distribution(top, distributions) for top in third_party_imports(f"pipelines.{pipeline}")
+        imported = {_distribution(top, distributions) for top in scan_imports(f"pipelines.{pipeline}")[1]
                     if top != "zenml"}
         never_imported = {"pyarrow"}  # ZenML's pandas materializer uses it when installed
         missing, unused = imported - set(declared), set(declared) - never_imported - imported
@@ -236,6 +236,14 @@ def test_pipelines_have_exactly_the_container_requirements_their_code_imports():
             f"remove {sorted(unused)} (imported nowhere)")
         for name, version in declared.items():
             assert constraints[name] == version, f"{pipeline}: {name}=={version}, constraints.txt: {constraints[name]}"
+
+
+def test_the_bento_includes_every_project_module_its_service_imports():
+    bentofile = yaml.safe_load((PROJECT_ROOT / "bento" / "bentofile.yaml").read_text())
+    modules, _ = scan_imports(bentofile["service"].partition(":")[0])
+    files = {_module_file(module).relative_to(PROJECT_ROOT) for module in modules}
+    missing = sorted(str(file) for file in files if not any(file.match(pattern) for pattern in bentofile["include"]))
+    assert not missing, f"bento/bentofile.yaml: add {missing} to include:"
 
 
 def test_docker_settings_merge_into_a_run_config_and_build_a_dockerfile_for_a_stack(session_paths):

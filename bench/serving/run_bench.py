@@ -32,10 +32,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-import psutil  # noqa: E402
-
 from churnops.ports import free_port  # noqa: E402
-from churnops.services import stop_process_group, wait_until_ready  # noqa: E402
+from churnops.services import start_service, stop_process_group  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 LUA = Path(__file__).with_name("post.lua")
@@ -68,19 +66,12 @@ class Server:
                  log: Path) -> None:
         self.name, self.port, self.log = name, port, log
         self.url = f"http://127.0.0.1:{port}"
-        with log.open("wb") as handle:
-            self.process = subprocess.Popen(["taskset", "-c", SERVER_CPU, *command], cwd=ROOT, env=env,
-                                            stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            wait_until_ready(self.url + ready_path, psutil.Process(self.process.pid), 120, log)
-        except BaseException:
-            self.stop()
-            raise
+        self.pid = start_service(name, ["taskset", "-c", SERVER_CPU, *command], url=self.url,
+                                 health_url=self.url + ready_path, log=log, env=env, cwd=ROOT, timeout=120).pid
 
     def stop(self) -> None:
         """SIGTERM the server's process group (SIGKILL after 60 s), then reap it."""
-        stop_process_group(self.process.pid, timeout=60)
-        self.process.wait()
+        stop_process_group(self.pid, timeout=60)
 
 
 def load(client: str, url: str, body_file: Path, connections: int, seconds: float) -> dict[str, Any]:
