@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from churnops.commands import UserError
 from churnops.dataset_schema import DATASETS_DIR, DatasetSchema, load_schema
+from churnops.deployment import read_record
 from churnops.monitoring.simulator import (
     SimulatorSettings,
     TrafficResult,
@@ -34,15 +35,11 @@ DEPLOY_FIRST = "python run.py --pipeline deploy --serve"
 
 
 def deployed_url(paths: StatePaths) -> str:
-    record = paths.deployment_file
-    if not record.is_file():
-        raise UserError(f"no running local deployment is recorded ({record}): start one with `{DEPLOY_FIRST}`, "
-                        "or pass --url of a running service")
-    try:
-        return str(json.loads(record.read_text())["url"])
-    except (ValueError, KeyError) as error:
-        raise UserError(f"{record} is not a deployment record with a 'url' ({error}): redeploy with "
-                        f"`{DEPLOY_FIRST}`") from error
+    record = read_record(paths)
+    if record is None:
+        raise UserError(f"no running local deployment is recorded ({paths.deployment_file}): start one with "
+                        f"`{DEPLOY_FIRST}`, or pass --url of a running service")
+    return record.url
 
 
 def served_model(url: str, timeout: float) -> dict[str, Any]:

@@ -9,12 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import joblib
 from pydantic import BaseModel, Field
-from sklearn.pipeline import Pipeline
 
 from churnops.dataset_schema import DatasetSchema
+
+if TYPE_CHECKING:
+    # Only for hints: keeps sklearn out of light importers such as `run.py --pipeline simulate`.
+    from sklearn.pipeline import Pipeline
 
 PIPELINE_FILE = "pipeline.joblib"
 SCHEMA_FILE = "dataset_schema.json"
