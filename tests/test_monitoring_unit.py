@@ -187,16 +187,17 @@ def test_feedback_csv_rejects_bad_rows_and_ingests_nothing(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("id,outcome\nr1,1\nr2,maybe\n,0\n")
     with pytest.raises(FeedbackError, match=r"row 3: column 'outcome' is 'maybe'.*row 4: column 'id' is empty"):
-        parse_feedback_csv(bad, {"r1", "r2"}, customer_key=None)
+        parse_feedback_csv(bad, {"r1", "r2"}, customer_keys=None)
     good = tmp_path / "good.csv"
     good.write_text("id,outcome\nr1,churned\nC-9,No\n")
-    records, by_request, by_customer = parse_feedback_csv(good, {"r1"}, customer_key=lambda c: f"hash({c})")
+    records, by_request, by_customer = parse_feedback_csv(good, {"r1"},
+                                                          customer_keys=lambda ids: [f"hash({c})" for c in ids])
     assert (by_request, by_customer) == (1, 1)
     assert records["request_id"].tolist() == ["r1", None]
     assert records["customer_key"].tolist() == [None, "hash(C-9)"]
     assert records["outcome"].tolist() == [1, 0]
     with pytest.raises(FeedbackError, match="cannot be pseudonymised"):
-        parse_feedback_csv(good, {"r1"}, customer_key=None)
+        parse_feedback_csv(good, {"r1"}, customer_keys=None)
 
 
 def test_reader_skips_and_counts_bad_files_and_records(tmp_path, trained, schema):

@@ -3,7 +3,6 @@ called with bentoml.SyncHTTPClient and with raw HTTP."""
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import os
@@ -21,7 +20,7 @@ import yaml
 from churnops.ports import free_port
 from churnops.serving.packaging import ModelCard
 from churnops.settings import StatePaths
-from tests.test_serving_unit import BAD_BODIES, GOOD, SCHEMA, fit, records
+from tests.test_serving_unit import BAD_BODIES, GOOD, SCHEMA, fit, records, reference_customer_key
 
 pytestmark = pytest.mark.slow
 
@@ -224,13 +223,13 @@ def test_zz_inference_log_has_every_record_after_concurrent_load_and_shutdown(se
         thread.join()
     assert not failures
     log_dir = Path(paths.inference_log_dir)
-    assert not list(log_dir.rglob("*.parquet")), "flush_seconds is an hour: nothing should be on disk yet"
+    assert not list(log_dir.rglob("*.arrow")), "flush_seconds is an hour: nothing should be on disk yet"
 
     deployment.stop_service(paths)
     assert not deployment._is_our_server(record.pid)
-    logged = pads.dataset(log_dir, format="parquet", partitioning="hive").to_table().to_pandas()
+    logged = pads.dataset(log_dir, format="ipc", partitioning="hive").to_table().to_pandas()
     assert set(sent) <= set(logged["request_id"])
     assert logged["request_id"].is_unique
     mine = logged.set_index("request_id").loc["load-0-0"]
-    assert mine["customer_key"] == hashlib.sha256((SALT + GOOD["customer_id"]).encode()).hexdigest()
+    assert mine["customer_key"] == reference_customer_key(GOOD["customer_id"], SALT.encode())
     assert mine["model_version"] == "1" and mine["contract_type"] == GOOD["contract_type"]

@@ -21,7 +21,7 @@ from churnops.serving.config import ServingConfig
 from churnops.serving.contract import RequestContract, RequestError
 from churnops.serving.inference_log import InferenceLogWriter
 from churnops.serving.packaging import ModelCard, write_model_files
-from churnops.serving.pseudonym import customer_key, load_salt
+from churnops.serving.pseudonym import CustomerKeyHasher, customer_key, load_salt
 from churnops.serving.runtime import ServingRuntime
 from churnops.settings import StatePaths
 from churnops.synthetic import SyntheticSpec, generate_customers
@@ -209,7 +209,7 @@ def test_unsupported_preprocessing_falls_back_to_the_plain_pipeline(training_fra
 
 
 def read_log(directory: Path) -> pd.DataFrame:
-    return pads.dataset(directory, format="parquet", partitioning="hive").to_table().to_pandas()
+    return pads.dataset(directory, format="ipc", partitioning="hive").to_table().to_pandas()
 
 
 def test_inference_log_keeps_every_record_under_concurrent_appends(tmp_path):
@@ -236,20 +236,43 @@ def test_inference_log_keeps_every_record_under_concurrent_appends(tmp_path):
     assert set(SCHEMA.feature_names) <= set(frame.columns)
     assert str(frame["timestamp"].dtype) == "datetime64[ns, UTC]"
     assert frame["label"].dtype == np.int64 and frame["probability"].dtype == np.float64
-    expected_key = hashlib.sha256(salt + base.customer_ids[0].encode()).hexdigest()
+    expected_key = reference_customer_key(base.customer_ids[0], salt)
     first = frame[frame["request_id"] == "w0-r0-0"].iloc[0]
     assert first["customer_key"] == expected_key == customer_key(base.customer_ids[0], salt)
     assert base.customer_ids[0] not in set(frame["customer_key"])
     assert first["contract_type"] in SCHEMA.categorical[1].categories
-    files = list((tmp_path / "log").glob("date=*/*.parquet"))
+    files = list((tmp_path / "log").glob("date=*/*.arrow"))
     assert files and not list((tmp_path / "log").rglob(".*.tmp"))
+
+
+def test_inference_log_keeps_row_order_and_ids_across_buffer_growth_and_reuse(tmp_path):
+    # Buffers start at 4 rows, so appends grow them; each flush hands a buffer back for reuse.
+    writer = InferenceLogWriter(tmp_path / "log", SCHEMA, "m", "1", b"salt", flush_rows=4, flush_seconds=3600)
+    sample = records(6, seed=5)
+    expected: list[str] = []
+    for n in range(3):
+        sample[1]["request_id"], sample[4]["request_id"] = f"own{n}-1", f"own{n}-4"
+        batch = CONTRACT.parse_batch(json.dumps(sample).encode())
+        writer.append(batch, [f"e{n}-{i}" for i in range(6)], np.full(6, 0.1), np.zeros(6, dtype=np.int64))
+        writer.append(batch, None, np.linspace(0, 1, 6), np.ones(6, dtype=np.int64), base_id=f"b{n}")
+        expected += [f"e{n}-{i}" for i in range(6)]
+        expected += [f"b{n}-0", f"own{n}-1", f"b{n}-2", f"b{n}-3", f"own{n}-4", f"b{n}-5"]
+        assert writer.flush(timeout=20)
+    writer.close()
+    files = sorted((tmp_path / "log").glob("date=*/*.arrow"))
+    frame = pd.concat([pads.dataset(f, format="ipc").to_table().to_pandas() for f in files], ignore_index=True)
+    assert frame["request_id"].tolist() == expected and writer.stats.rows_written == 36
+    by_id = frame.set_index("request_id")
+    assert by_id.loc["own2-4", "probability"] == pytest.approx(0.8) and by_id.loc["own2-4", "label"] == 1
+    assert by_id.loc["b2-5", "age"] == sample[5]["age"]
+    assert by_id.loc["e0-0", "customer_key"] == reference_customer_key(sample[0]["customer_id"], b"salt")
 
 
 def test_inference_log_writes_pending_rows_on_close(tmp_path):
     writer = InferenceLogWriter(tmp_path / "log", SCHEMA, "m", "1", None, flush_rows=10**6, flush_seconds=3600)
     batch = CONTRACT.parse_batch(json.dumps(records(5)).encode())
     writer.append(batch, [f"r{i}" for i in range(5)], np.full(5, 0.3), np.zeros(5, dtype=np.int64))
-    assert not list((tmp_path / "log").rglob("*.parquet"))
+    assert not list((tmp_path / "log").rglob("*.arrow"))
     writer.close()
     frame = read_log(tmp_path / "log")
     assert sorted(frame["request_id"]) == [f"r{i}" for i in range(5)]
@@ -272,6 +295,67 @@ def test_inference_log_retries_a_failed_write_without_losing_rows(tmp_path):
     assert writer.flush(timeout=20)
     writer.close()
     assert sorted(read_log(directory)["request_id"]) == ["a", "b", "c"]
+
+
+def siphash24(key: bytes, message: bytes) -> int:
+    """SipHash-2-4 as specified by Aumasson and Bernstein (2012), written out for the tests."""
+    mask = 2**64 - 1
+
+    def rotl(x: int, b: int) -> int:
+        return ((x << b) | (x >> (64 - b))) & mask
+
+    k0, k1 = int.from_bytes(key[:8], "little"), int.from_bytes(key[8:], "little")
+    v = [k0 ^ 0x736F6D6570736575, k1 ^ 0x646F72616E646F6D, k0 ^ 0x6C7967656E657261, k1 ^ 0x7465646279746573]
+
+    def rounds(count: int) -> None:
+        for _ in range(count):
+            v[0] = (v[0] + v[1]) & mask; v[1] = rotl(v[1], 13) ^ v[0]; v[0] = rotl(v[0], 32)  # noqa: E702
+            v[2] = (v[2] + v[3]) & mask; v[3] = rotl(v[3], 16) ^ v[2]  # noqa: E702
+            v[0] = (v[0] + v[3]) & mask; v[3] = rotl(v[3], 21) ^ v[0]  # noqa: E702
+            v[2] = (v[2] + v[1]) & mask; v[1] = rotl(v[1], 17) ^ v[2]; v[2] = rotl(v[2], 32)  # noqa: E702
+
+    tail = len(message) % 8
+    blocks = [int.from_bytes(message[i:i + 8], "little") for i in range(0, len(message) - tail, 8)]
+    blocks.append(int.from_bytes(message[len(message) - tail:], "little") | ((len(message) & 0xFF) << 56))
+    for block in blocks:
+        v[3] ^= block
+        rounds(2)
+        v[0] ^= block
+    v[2] ^= 0xFF
+    rounds(4)
+    return v[0] ^ v[1] ^ v[2] ^ v[3]
+
+
+def pandas_mix(x: int) -> int:
+    """The bijective 64-bit finaliser pandas.util.hash_array applies after SipHash."""
+    mask = 2**64 - 1
+    x ^= x >> 30
+    x = (x * 0xBF58476D1CE4E5B9) & mask
+    x ^= x >> 27
+    x = (x * 0x94D049BB133111EB) & mask
+    return x ^ (x >> 31)
+
+
+def reference_customer_key(customer_id: str, salt: bytes) -> str:
+    """docs/contracts.md's definition of customer_key, computed without pandas."""
+    key = bytes(b & 0x7F for b in hashlib.sha256(b"churnops customer key\0" + salt).digest()[:16])
+    return f"{pandas_mix(siphash24(key, customer_id.encode())):016x}"
+
+
+def test_customer_keys_are_siphash_2_4_as_documented():
+    # The reference implementation reproduces the SipHash paper's test vectors (key 00..0f).
+    key = bytes(range(16))
+    assert siphash24(key, b"") == 0x726FDB47DD0E0E31
+    assert siphash24(key, bytes(range(15))) == 0xA129CA6149BE45E5
+    # pandas computes exactly that (plus its finaliser), so keys stay stable across upgrades.
+    messages = [bytes(range(n)) for n in range(40)]
+    hashed = pd.util.hash_array(np.array(messages, dtype=object), hash_key=key.decode(), categorize=False)
+    assert hashed.tolist() == [pandas_mix(siphash24(key, m)) for m in messages]
+    ids = ["C-000123", "C0099-0000001", "kunde-ä-42", "x" * 128, "", None]
+    keys = CustomerKeyHasher(b"salt").keys(ids).to_pylist()
+    assert keys[:-1] == [reference_customer_key(i, b"salt") for i in ids[:-1]] and keys[-1] is None
+    assert all(len(k) == 16 for k in keys[:-1]) and len(set(keys[:-1])) == 5
+    assert customer_key("C-000123", b"other salt") != keys[0]
 
 
 def test_salt_comes_from_the_environment_or_a_private_file(tmp_path, monkeypatch):
@@ -398,6 +482,6 @@ def test_inference_log_splits_rows_at_utc_midnight(tmp_path):
     writer.append(batch, ["a", "b"], np.full(2, 0.2), np.zeros(2, dtype=np.int64), timestamp_ns=before)
     writer.append(batch, ["c", "d"], np.full(2, 0.9), np.ones(2, dtype=np.int64), timestamp_ns=after)
     writer.close()
-    days = {p.name: sorted(pads.dataset(p, format="parquet").to_table()["request_id"].to_pylist())
+    days = {p.name: sorted(pads.dataset(p, format="ipc").to_table()["request_id"].to_pylist())
             for p in (tmp_path / "log").iterdir()}
     assert days == {"date=2026-03-01": ["a", "b"], "date=2026-03-02": ["c", "d"]}

@@ -18,11 +18,11 @@ from churnops.settings import StatePaths
 
 def ingest(path: Path, paths: StatePaths) -> FeedbackIngest:
     from churnops.commands.monitoring import inference_log_dir
-    from churnops.serving.pseudonym import customer_key_function
+    from churnops.serving.pseudonym import customer_keys_function
 
     try:
         records, by_request, by_customer = parse_feedback_csv(
-            path, logged_request_ids(inference_log_dir(paths)), customer_key_function(paths))
+            path, logged_request_ids(inference_log_dir(paths)), customer_keys_function(paths))
     except FeedbackError as error:
         raise UserError(str(error)) from error
     total = append_feedback(paths.feedback_log, records)

@@ -100,13 +100,13 @@ def simulate(paths: StatePaths, requests_count: int, drift: str, *, url: str | N
 def write_labels(paths: StatePaths, customers: Any, request_ids: list[str], served: Any,
                  settings: SimulatorSettings, seed: int, schema: DatasetSchema) -> dict[str, Any]:
     from churnops.monitoring.feedback import append_feedback, feedback_records
-    from churnops.serving.pseudonym import customer_key_function
+    from churnops.serving.pseudonym import customer_keys_function
 
     chosen = labelled_subset(served, settings.label_share, seed)
-    key = customer_key_function(paths)
+    customer_keys = customer_keys_function(paths)
     ids = customers[schema.id_column] if schema.id_column else None
     labelled_ids = [r for r, keep in zip(request_ids, chosen, strict=True) if keep]
-    keys = [key(str(c)) for c in ids[chosen]] if ids is not None else [None] * len(labelled_ids)
+    keys = customer_keys(ids[chosen].tolist()) if ids is not None else [None] * len(labelled_ids)
     total = append_feedback(paths.feedback_log,
                             feedback_records(labelled_ids, keys, customers[schema.target.column][chosen]))
     return {"labels_written": len(labelled_ids), "feedback_log": str(paths.feedback_log), "feedback_total": total}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -90,11 +90,12 @@ def _parse_outcome(value: object) -> int | None:
 
 
 def parse_feedback_csv(path: Path, known_request_ids: set[str],
-                       customer_key: Callable[[str], str] | None) -> tuple[pd.DataFrame, int, int]:
+                       customer_keys: Callable[[Sequence[str]], list[str | None]] | None,
+                       ) -> tuple[pd.DataFrame, int, int]:
     """Read a CSV of ``id, outcome`` into feedback records; nothing is kept if any row is bad.
 
     ``id`` may be a request id (matched against ``known_request_ids`` from the inference log)
-    or a customer id (pseudonymised with ``customer_key``). Explicit ``request_id`` or
+    or a customer id (pseudonymised with ``customer_keys``). Explicit ``request_id`` or
     ``customer_id`` columns are accepted instead of ``id``. Returns the records and how many
     were matched by request id and by customer id.
     """
@@ -123,13 +124,16 @@ def parse_feedback_csv(path: Path, known_request_ids: set[str],
     kind = id_column.strip().casefold()
     is_request = ids.isin(known_request_ids) if kind == "id" else pd.Series(kind == "request_id", index=ids.index)
     unmatched_customers = ~is_request
-    if unmatched_customers.any() and customer_key is None:
+    if unmatched_customers.any() and customer_keys is None:
         example = ids[unmatched_customers].iloc[0]
         raise FeedbackError(
             f"{path}: {int(unmatched_customers.sum())} id(s) such as {example!r} are not request ids in the inference "
             "log, and customer ids cannot be pseudonymised here (no customer-key function available); "
             "nothing was ingested")
-    keys = [None if request else customer_key(value) for value, request in zip(ids, is_request, strict=True)]  # type: ignore[misc]
+    keys: list[str | None] = [None] * len(ids)
+    if unmatched_customers.any():
+        hashed = iter(customer_keys(ids[unmatched_customers].tolist()))  # type: ignore[misc]
+        keys = [next(hashed) if customer else None for customer in unmatched_customers]
     records = feedback_records(ids.where(is_request, None), keys, outcomes.astype(int))
     return records, int(is_request.sum()), int(unmatched_customers.sum())
 

@@ -1,6 +1,7 @@
 """Reading a window of the inference log the service writes.
 
-Layout (docs/contracts.md): ``<log_dir>/date=YYYY-MM-DD/<writer>-<seq>.parquet`` with columns
+Layout (docs/contracts.md): ``<log_dir>/date=YYYY-MM-DD/<writer>-<seq>.arrow`` (Arrow IPC, as the
+service writes it) or ``.parquet`` (backfills, :func:`write_partitioned`), with columns
 ``request_id``, ``timestamp`` (UTC), ``model_name``, ``model_version``, ``customer_key``,
 ``probability``, ``label`` and one column per schema feature, as sent.
 
@@ -28,6 +29,8 @@ from churnops.dataset_schema import DatasetSchema
 LOG_COLUMNS = ["request_id", "timestamp", "model_name", "model_version", "customer_key", "probability", "label"]
 REQUIRED_COLUMNS = ["request_id", "timestamp", "probability"]
 _PARTITION = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
+# The service writes Arrow IPC (churnops.serving.inference_log); backfills write Parquet.
+LOG_FILE_SUFFIXES = (".arrow", ".parquet")
 # High-cardinality text columns stay plain strings; every other text column (model name and
 # version, categorical features) becomes a pandas categorical.
 _UNIQUE_STRING_COLUMNS = {"request_id", "customer_key"}
@@ -131,7 +134,7 @@ def partition_date(folder: Path) -> date | None:
 
 
 def list_partitions(log_dir: Path) -> list[tuple[date, list[Path]]]:
-    """Day partitions, oldest first, each with its Parquet files in name order."""
+    """Day partitions, oldest first, each with its log files in name order."""
     if not log_dir.is_dir():
         return []
     partitions = []
@@ -139,17 +142,26 @@ def list_partitions(log_dir: Path) -> list[tuple[date, list[Path]]]:
         day = partition_date(folder) if folder.is_dir() else None
         if day is not None:
             # Dot-names are files a writer has not finished (it renames them when done).
-            partitions.append((day, sorted(f for f in folder.glob("*.parquet") if not f.name.startswith("."))))
+            partitions.append((day, sorted(f for f in folder.iterdir()
+                                           if f.suffix in LOG_FILE_SUFFIXES and not f.name.startswith("."))))
     return sorted(partitions)
+
+
+def read_log_file(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """One log file, Arrow IPC or Parquet. Low-cardinality text (categories, model name and
+    version) comes back as dictionaries: a fraction of the memory of a million Python strings.
+    Raises OSError or an Arrow error if the file is unreadable, KeyError if a column is absent."""
+    if path.suffix == ".arrow":
+        with pa.OSFile(str(path)) as source:
+            table = pa.ipc.open_file(source).read_all()
+        return table.select(columns) if columns is not None else table
+    text = [f.name for f in pq.read_schema(path) if pa.types.is_string(f.type) and f.name not in _UNIQUE_STRING_COLUMNS]
+    return pq.read_table(path, columns=columns, read_dictionary=text)
 
 
 def _read_file(path: Path, summary: LogReadSummary) -> pa.Table | None:
     try:
-        # Low-cardinality text (categories, model name and version) is read as dictionaries:
-        # a fraction of the memory of a million Python strings.
-        text = [f.name for f in pq.read_schema(path) if pa.types.is_string(f.type)
-                and f.name not in _UNIQUE_STRING_COLUMNS]
-        table = pq.read_table(path, read_dictionary=text)
+        table = read_log_file(path)
     except (OSError, pa.ArrowException) as error:
         summary.skip_file(path, f"unreadable: {type(error).__name__}: {str(error)[:160]}")
         return None
@@ -279,7 +291,7 @@ def window_has_rows(log_dir: Path, window: WindowSpec, now: datetime | None = No
             continue
         for path in files:
             try:
-                stamps = pd.to_datetime(pq.read_table(path, columns=["timestamp"]).column(0).to_pandas(),
+                stamps = pd.to_datetime(read_log_file(path, ["timestamp"]).column(0).to_pandas(),
                                         utc=True, errors="coerce")
             except (OSError, KeyError, pa.ArrowException):
                 continue
@@ -297,7 +309,7 @@ def logged_request_ids(log_dir: Path) -> set[str]:
     for _day, files in list_partitions(log_dir):
         for path in files:
             try:
-                column = pq.read_table(path, columns=["request_id"]).column(0)
+                column = read_log_file(path, ["request_id"]).column(0)
             except (OSError, KeyError, pa.ArrowException):
                 continue
             ids.update(str(v) for v in column.drop_null().to_pylist())
