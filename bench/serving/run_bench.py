@@ -73,6 +73,58 @@ class Server:
         """SIGTERM the server's process group (SIGKILL after 60 s), then reap it."""
         stop_process_group(self.pid, timeout=60)
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds used so far by the server's processes: the inference-log writer thread
+        (named by the service) and everything else."""
+        used = {"log": 0.0, "all": 0.0}
+        for pid in _process_tree(self.pid):
+            # A process's own figure includes threads that have exited (a thread pool's, say).
+            used["all"] += _cpu_seconds(Path(f"/proc/{pid}"))
+            for task in Path(f"/proc/{pid}/task").glob("*"):
+                try:
+                    if (task / "comm").read_text().strip() == "inference-log":
+                        used["log"] += _cpu_seconds(task)
+                except (FileNotFoundError, ProcessLookupError):
+                    continue
+        return used
+
+
+def _cpu_seconds(proc_entry: Path) -> float:
+    """utime + stime of a /proc process or task entry (0 if it has gone)."""
+    try:
+        fields = (proc_entry / "stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _process_tree(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            pid, ppid = int(stat.parent.name), int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(pid)
+    tree, queue = [], [root]
+    while queue:
+        pid = queue.pop()
+        tree.append(pid)
+        queue.extend(children.get(pid, []))
+    return tree
+
+
+def load_measured(client: str, server: Server, url: str, body_file: Path, connections: int,
+                  seconds: float) -> dict[str, Any]:
+    """:func:`load`, plus the server's CPU per answered request: in all and in the log writer."""
+    before = server.cpu_seconds()
+    figures = load(client, url, body_file, connections, seconds)
+    after = server.cpu_seconds()
+    requests = max(figures["requests"], 1)
+    figures["cpu_ms_per_request"] = (after["all"] - before["all"]) / requests * 1e3
+    figures["log_cpu_ms_per_request"] = (after["log"] - before["log"]) / requests * 1e3
+    return figures
+
 
 def load(client: str, url: str, body_file: Path, connections: int, seconds: float) -> dict[str, Any]:
     """One closed-loop load run from CPU 1: the asyncio client (default) or wrk."""
@@ -104,9 +156,9 @@ def measure_round(client: str, server: Server, single: Path, batch: Path | None,
     load(client, predict, single, 8, 2)  # warm-up
     results: dict[str, Any] = {}
     for label, connections in PREDICT_CELLS:
-        results[label] = load(client, predict, single, connections, seconds)
+        results[label] = load_measured(client, server, predict, single, connections, seconds)
     if batch is not None:
-        figures = load(client, server.url + "/predict_batch", batch, 2, seconds)
+        figures = load_measured(client, server, server.url + "/predict_batch", batch, 2, seconds)
         figures["rows_per_s"] = figures["rps"] * BATCH_ROWS
         results["batch_1k"] = figures
     cells = "  ".join(f"{k} {v['rps']:.0f}/s p99 {v['p99_ms']:.0f}ms" for k, v in results.items())
@@ -229,7 +281,7 @@ def count_logged_rows(directory: Path) -> int:
 
     if not directory.exists():
         return 0
-    return pads.dataset(directory, format="parquet", partitioning="hive").count_rows()
+    return pads.dataset(directory, format="ipc", partitioning="hive").count_rows()
 
 
 def describe_cpu() -> str:
@@ -259,6 +311,13 @@ def summarise(results: dict[str, Any], logged_rounds: list[dict[str, Any]]) -> d
         "batch_vs_naive": churn["batch_1k"]["rows_per_s"] / naive["batch_1k"]["rows_per_s"],
         "log_on_vs_off_c8": churn["c8"]["rps"] / quiet["c8"]["rps"],
         "log_on_vs_off_batch": churn["batch_1k"]["rows_per_s"] / quiet["batch_1k"]["rows_per_s"],
+        # The same comparison in server CPU per request, less exposed to the load generator's
+        # noise, and the log writer thread's own share of it.
+        "cpu_off_vs_on_c8": quiet["c8"]["cpu_ms_per_request"] / churn["c8"]["cpu_ms_per_request"],
+        "cpu_off_vs_on_batch": quiet["batch_1k"]["cpu_ms_per_request"] / churn["batch_1k"]["cpu_ms_per_request"],
+        "log_thread_share_c8": churn["c8"]["log_cpu_ms_per_request"] / churn["c8"]["cpu_ms_per_request"],
+        "log_thread_share_batch": (churn["batch_1k"]["log_cpu_ms_per_request"]
+                                   / churn["batch_1k"]["cpu_ms_per_request"]),
         "logged_rows": logged,
         "rows_answered_2xx_excluding_warmup": served,
     }
@@ -268,17 +327,19 @@ def render(results: dict[str, Any], summary: dict[str, Any], seconds: float, rou
     client_name = "wrk" if client != "python" else "bench/serving/loadgen.py"
     lines = [f"Each cell: median of {rounds} interleaved rounds of {seconds:g} s of closed-loop load from "
              f"{client_name} (CPU 1) against one server (CPU 0, `taskset`); req/s, p50 / p99 latency in ms; "
-             "errors = non-2xx + socket errors, summed over rounds.", "",
+             "errors = non-2xx + socket errors, summed over rounds; the server's CPU time per request "
+             "(all its processes and threads, from /proc).", "",
              "| server | c=1 | c=8 | c=64 | c=1 after c=64 burst | /predict_batch 1k rows (c=2) |",
              "|---|---|---|---|---|---|"]
     for name, figures in results.items():
         cells = []
         for key in ("c1", "c8", "c64", "c1_after_burst"):
             f = figures[key]
-            cells.append(f"{f['rps']:.0f} req/s, {f['p50_ms']:.2f} / {f['p99_ms']:.2f} ms, {f['errors']} err")
+            cells.append(f"{f['rps']:.0f} req/s, {f['p50_ms']:.2f} / {f['p99_ms']:.2f} ms, {f['errors']} err, "
+                         f"{f['cpu_ms_per_request']:.2f} ms CPU")
         batch = figures.get("batch_1k")
-        cells.append(f"{batch['rows_per_s']:,.0f} rows/s, p50 {batch['p50_ms']:.1f} ms, {batch['errors']} err"
-                     if batch else "-")
+        cells.append(f"{batch['rows_per_s']:,.0f} rows/s, p50 {batch['p50_ms']:.1f} ms, {batch['errors']} err, "
+                     f"{batch['cpu_ms_per_request']:.2f} ms CPU" if batch else "-")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     s = summary
     lines += ["", "| target | measured | met |", "|---|---|---|",
@@ -296,6 +357,11 @@ def render(results: dict[str, Any], summary: dict[str, Any], seconds: float, rou
               f"{_met(s['log_on_vs_off_c8'] >= 0.9)} |",
               f"| inference log on within 10 % of off (1k-row batches) | {s['log_on_vs_off_batch']:.0%} | "
               f"{_met(s['log_on_vs_off_batch'] >= 0.9)} |",
+              f"| same, as server CPU per request: off / on (c=8; 1k-row batches) | "
+              f"{s['cpu_off_vs_on_c8']:.0%}; {s['cpu_off_vs_on_batch']:.0%} | "
+              f"{_met(min(s['cpu_off_vs_on_c8'], s['cpu_off_vs_on_batch']) >= 0.9)} |",
+              f"| log writer thread's share of the server's CPU (c=8; 1k-row batches) | "
+              f"{s['log_thread_share_c8']:.1%}; {s['log_thread_share_batch']:.1%} | (diagnostic) |",
               f"| every answered row logged | {s['logged_rows']:,} rows logged, "
               f"{s['rows_answered_2xx_excluding_warmup']:,} answered in the measured runs (+ warm-up) | "
               f"{_met(s['logged_rows'] >= s['rows_answered_2xx_excluding_warmup'])} |"]
