@@ -208,6 +208,7 @@ def test_reader_skips_and_counts_bad_files_and_records(tmp_path, trained, schema
     write_partitioned(log, tmp_path, "svc")
     day = tmp_path / f"date={NOW:%Y-%m-%d}"
     (day / "broken-000000.parquet").write_bytes(b"not parquet at all")
+    (day / "broken-000001.arrow").write_bytes(b"not Arrow IPC either")
     log.drop(columns=["probability"]).head(7).to_parquet(day / "old-000000.parquet")
     # Yesterday's and tomorrow's files are outside the 24 h window.
     outside = served_log(customers.head(50), trained, schema, start=NOW - timedelta(hours=40))
@@ -217,8 +218,9 @@ def test_reader_skips_and_counts_bad_files_and_records(tmp_path, trained, schema
     assert summary.rows_in_window == len(frame) == 485
     assert summary.malformed_by_reason == {"missing request_id": 10, "missing or out-of-range probability": 5,
                                            "file without required columns": 7}
-    assert summary.files_skipped == 2
-    assert {Path(s.path).name for s in summary.skipped_files} == {"broken-000000.parquet", "old-000000.parquet"}
+    assert summary.files_skipped == 3
+    assert {Path(s.path).name for s in summary.skipped_files} == {"broken-000000.parquet", "broken-000001.arrow",
+                                                                  "old-000000.parquet"}
     assert "22 malformed records skipped" in summary.describe()
 
     last, _ = read_window(tmp_path, WindowSpec(last=100), now=NOW)

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.dataset as pads
 import pytest
 import requests
 import yaml
@@ -20,7 +19,7 @@ import yaml
 from churnops.ports import free_port
 from churnops.serving.packaging import ModelCard
 from churnops.settings import StatePaths
-from tests.test_serving_unit import BAD_BODIES, GOOD, SCHEMA, fit, records, reference_customer_key
+from tests.test_serving_unit import BAD_BODIES, GOOD, SCHEMA, fit, read_log, records, reference_customer_key
 
 pytestmark = pytest.mark.slow
 
@@ -227,7 +226,7 @@ def test_zz_inference_log_has_every_record_after_concurrent_load_and_shutdown(se
 
     deployment.stop_service(paths)
     assert not deployment._is_our_server(record.pid)
-    logged = pads.dataset(log_dir, format="ipc", partitioning="hive").to_table().to_pandas()
+    logged = read_log(log_dir)
     assert set(sent) <= set(logged["request_id"])
     assert logged["request_id"].is_unique
     mine = logged.set_index("request_id").loc["load-0-0"]

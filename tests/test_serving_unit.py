@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.dataset as pads
+import pyarrow as pa
 import pytest
 
 from churnops.dataset_schema import load_schema
 from churnops.modeling import CandidateSpec, build_pipeline
+from churnops.monitoring.inference_log import read_log_file
 from churnops.serving.compiled import PipelineScorer, batch_frame, compile_pipeline, sample_batch
 from churnops.serving.config import ServingConfig
 from churnops.serving.contract import RequestContract, RequestError
@@ -209,7 +210,9 @@ def test_unsupported_preprocessing_falls_back_to_the_plain_pipeline(training_fra
 
 
 def read_log(directory: Path) -> pd.DataFrame:
-    return pads.dataset(directory, format="ipc", partitioning="hive").to_table().to_pandas()
+    """Every logged row in file order, row ids put together as docs/contracts.md says."""
+    files = sorted(directory.glob("date=*/*.arrow"), key=lambda f: (f.parent.name, f.name))
+    return pa.concat_tables([read_log_file(f) for f in files]).to_pandas()
 
 
 def test_inference_log_keeps_every_record_under_concurrent_appends(tmp_path):
@@ -259,9 +262,13 @@ def test_inference_log_keeps_row_order_and_ids_across_buffer_growth_and_reuse(tm
         expected += [f"b{n}-0", f"own{n}-1", f"b{n}-2", f"b{n}-3", f"own{n}-4", f"b{n}-5"]
         assert writer.flush(timeout=20)
     writer.close()
-    files = sorted((tmp_path / "log").glob("date=*/*.arrow"))
-    frame = pd.concat([pads.dataset(f, format="ipc").to_table().to_pandas() for f in files], ignore_index=True)
+    frame = read_log(tmp_path / "log")
     assert frame["request_id"].tolist() == expected and writer.stats.rows_written == 36
+    # On disk (docs/contracts.md): a derived id is its request's id plus the record's position.
+    with pa.OSFile(str(min((tmp_path / "log").glob("date=*/*.arrow")))) as source:
+        raw = pa.ipc.open_file(source).read_all()
+    assert raw["request_id"].to_pylist()[5:8] == ["e0-5", "b0", "own0-1"]
+    assert raw["request_row"].to_pylist()[5:8] == [None, 0, None]
     by_id = frame.set_index("request_id")
     assert by_id.loc["own2-4", "probability"] == pytest.approx(0.8) and by_id.loc["own2-4", "label"] == 1
     assert by_id.loc["b2-5", "age"] == sample[5]["age"]
@@ -482,6 +489,6 @@ def test_inference_log_splits_rows_at_utc_midnight(tmp_path):
     writer.append(batch, ["a", "b"], np.full(2, 0.2), np.zeros(2, dtype=np.int64), timestamp_ns=before)
     writer.append(batch, ["c", "d"], np.full(2, 0.9), np.ones(2, dtype=np.int64), timestamp_ns=after)
     writer.close()
-    days = {p.name: sorted(pads.dataset(p, format="ipc").to_table()["request_id"].to_pylist())
+    days = {p.name: sorted(id for f in p.iterdir() for id in read_log_file(f)["request_id"].to_pylist())
             for p in (tmp_path / "log").iterdir()}
     assert days == {"date=2026-03-01": ["a", "b"], "date=2026-03-02": ["c", "d"]}

@@ -1,4 +1,4 @@
-"""Baseline: the naive monitor. Read the whole log with pandas and run Evidently's drift and
+"""Baseline: the naive monitor. Read the whole log into pandas and run Evidently's drift and
 summary presets on every row (no sampling), saving both HTML reports.
 
     python bench/monitoring/evidently_full.py LOG_DIR REFERENCE_PARQUET OUT_DIR
@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.dataset as pads
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -23,7 +24,7 @@ def main() -> None:
 
     schema = load_schema("synthetic")
     columns = schema.feature_names
-    current = pd.read_parquet(log_dir, columns=columns)
+    current = pads.dataset(log_dir, format="ipc", partitioning="hive").to_table(columns=columns).to_pandas()
     reference = pd.read_parquet(reference_path, columns=columns)
     definition = DataDefinition(numerical_columns=schema.numeric_names, categorical_columns=schema.categorical_names)
     current_data = Dataset.from_pandas(current, data_definition=definition)

@@ -1,7 +1,7 @@
 """Reading a window of the inference log the service writes.
 
 Layout (docs/contracts.md): ``<log_dir>/date=YYYY-MM-DD/<writer>-<seq>.arrow`` (Arrow IPC, as the
-service writes it) or ``.parquet`` (backfills, :func:`write_partitioned`), with columns
+service and :func:`write_partitioned` write it) or ``.parquet`` (the same columns), with columns
 ``request_id``, ``timestamp`` (UTC), ``model_name``, ``model_version``, ``customer_key``,
 ``probability``, ``label`` and one column per schema feature, as sent.
 
@@ -29,7 +29,8 @@ from churnops.dataset_schema import DatasetSchema
 LOG_COLUMNS = ["request_id", "timestamp", "model_name", "model_version", "customer_key", "probability", "label"]
 REQUIRED_COLUMNS = ["request_id", "timestamp", "probability"]
 _PARTITION = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
-# The service writes Arrow IPC (churnops.serving.inference_log); backfills write Parquet.
+# The service writes Arrow IPC (churnops.serving.inference_log), as does write_partitioned;
+# Parquet files with the same columns (exported from elsewhere) are read too.
 LOG_FILE_SUFFIXES = (".arrow", ".parquet")
 # High-cardinality text columns stay plain strings; every other text column (model name and
 # version, categorical features) becomes a pandas categorical.
@@ -153,10 +154,21 @@ def read_log_file(path: Path, columns: list[str] | None = None) -> pa.Table:
     Raises OSError or an Arrow error if the file is unreadable, KeyError if a column is absent."""
     if path.suffix == ".arrow":
         with pa.OSFile(str(path)) as source:
-            table = pa.ipc.open_file(source).read_all()
+            table = _row_ids(pa.ipc.open_file(source).read_all())
         return table.select(columns) if columns is not None else table
     text = [f.name for f in pq.read_schema(path) if pa.types.is_string(f.type) and f.name not in _UNIQUE_STRING_COLUMNS]
     return pq.read_table(path, columns=columns, read_dictionary=text)
+
+
+def _row_ids(table: pa.Table) -> pa.Table:
+    """Each row's own id in ``request_id``: the service writes a /predict_batch record without an
+    id of its own as its request's id plus ``request_row``, meaning ``<request_id>-<request_row>``."""
+    if "request_row" not in table.column_names:
+        return table
+    given, row = table.column("request_id").cast(pa.string()), table.column("request_row")
+    derived = pc.binary_join_element_wise(given, row.cast(pa.string()), "-")
+    ids = pc.if_else(pc.is_null(row), given, derived)
+    return table.set_column(table.column_names.index("request_id"), "request_id", ids).drop_columns(["request_row"])
 
 
 def _read_file(path: Path, summary: LogReadSummary) -> pa.Table | None:
@@ -385,7 +397,8 @@ def as_text_category(values: pd.Series) -> pd.Series:
 
 
 def write_partitioned(records: pd.DataFrame, log_dir: Path, writer: str, rows_per_file: int = 50_000) -> list[Path]:
-    """Write prediction records in the contract's layout, one day partition per UTC date.
+    """Write prediction records in the contract's layout and format (Arrow IPC, LZ4), one day
+    partition per UTC date.
 
     For backfills (predictions made outside the service, e.g. batch scoring), benchmarks and
     tests; the service has its own buffered writer. ``records`` needs the log columns.
@@ -405,9 +418,11 @@ def write_partitioned(records: pd.DataFrame, log_dir: Path, writer: str, rows_pe
     for day, rows in frame.groupby(days, sort=True):
         folder = log_dir / f"date={day}"
         folder.mkdir(parents=True, exist_ok=True)
-        existing = len(list(folder.glob(f"{writer}-*.parquet")))
+        existing = len(list(folder.glob(f"{writer}-*.arrow")))
         for offset, start in enumerate(range(0, len(rows), rows_per_file)):
-            path = folder / f"{writer}-{existing + offset:06d}.parquet"
-            rows.iloc[start:start + rows_per_file].to_parquet(path, index=False)
+            path = folder / f"{writer}-{existing + offset:06d}.arrow"
+            table = pa.Table.from_pandas(rows.iloc[start:start + rows_per_file], preserve_index=False)
+            with pa.ipc.new_file(str(path), table.schema, options=pa.ipc.IpcWriteOptions(compression="lz4")) as sink:
+                sink.write_table(table)
             written.append(path)
     return written
