@@ -17,6 +17,7 @@ import pytest
 from churnops.dataset_schema import load_schema
 from churnops.modeling import CandidateSpec, build_pipeline
 from churnops.monitoring.inference_log import read_log_file
+from churnops.serving import inference_log
 from churnops.serving.compiled import PipelineScorer, batch_frame, compile_pipeline, sample_batch
 from churnops.serving.config import ServingConfig
 from churnops.serving.contract import RequestContract, RequestError
@@ -248,8 +249,9 @@ def test_inference_log_keeps_every_record_under_concurrent_appends(tmp_path):
     assert files and not list((tmp_path / "log").rglob(".*.tmp"))
 
 
-def test_inference_log_keeps_row_order_and_ids_across_buffer_growth_and_reuse(tmp_path):
+def test_inference_log_keeps_row_order_and_ids_across_buffer_growth_and_reuse(tmp_path, monkeypatch):
     # Buffers start at 4 rows, so appends grow them; each flush hands a buffer back for reuse.
+    monkeypatch.setattr(inference_log, "KEY_SLICE", 5)  # customer keys hashed in several slices
     writer = InferenceLogWriter(tmp_path / "log", SCHEMA, "m", "1", b"salt", flush_rows=4, flush_seconds=3600)
     sample = records(6, seed=5)
     expected: list[str] = []
@@ -265,14 +267,18 @@ def test_inference_log_keeps_row_order_and_ids_across_buffer_growth_and_reuse(tm
     frame = read_log(tmp_path / "log")
     assert frame["request_id"].tolist() == expected and writer.stats.rows_written == 36
     # On disk (docs/contracts.md): a derived id is its request's id plus the record's position.
-    with pa.OSFile(str(min((tmp_path / "log").glob("date=*/*.arrow")))) as source:
-        raw = pa.ipc.open_file(source).read_all()
-    assert raw["request_id"].to_pylist()[5:8] == ["e0-5", "b0", "own0-1"]
-    assert raw["request_row"].to_pylist()[5:8] == [None, 0, None]
+    raw_ids, raw_rows = [], []
+    for path in sorted((tmp_path / "log").glob("date=*/*.arrow")):
+        with pa.OSFile(str(path)) as source:
+            raw = pa.ipc.open_file(source).read_all()
+        raw_ids += raw["request_id"].to_pylist()
+        raw_rows += raw["request_row"].to_pylist()
+    assert raw_ids[5:8] == ["e0-5", "b0", "own0-1"] and raw_rows[5:8] == [None, 0, None]
     by_id = frame.set_index("request_id")
     assert by_id.loc["own2-4", "probability"] == pytest.approx(0.8) and by_id.loc["own2-4", "label"] == 1
     assert by_id.loc["b2-5", "age"] == sample[5]["age"]
     assert by_id.loc["e0-0", "customer_key"] == reference_customer_key(sample[0]["customer_id"], b"salt")
+    assert by_id.loc["b2-5", "customer_key"] == reference_customer_key(sample[5]["customer_id"], b"salt")
 
 
 def test_inference_log_writes_pending_rows_on_close(tmp_path):
