@@ -93,16 +93,9 @@ class Server:
         return used
 
 
-def _cpu_seconds(proc_entry: Path) -> float:
-    """utime + stime of a /proc process or task entry (0 if it has gone)."""
-    try:
-        fields = (proc_entry / "stat").read_text().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _process_tree(root: int) -> list[int]:
+    """``root`` and its descendants, by parent pid: BentoML's worker runs in a process group
+    of its own, so the server's process group does not cover it."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -116,6 +109,15 @@ def _process_tree(root: int) -> list[int]:
         tree.append(pid)
         queue.extend(children.get(pid, []))
     return tree
+
+
+def _cpu_seconds(proc_entry: Path) -> float:
+    """utime + stime of a /proc process or task entry (0 if it has gone)."""
+    try:
+        fields = (proc_entry / "stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def load_measured(client: str, server: Server, url: str, body_file: Path, connections: int,
@@ -181,18 +183,13 @@ def simultaneous_log_cost(client: str, on: Server, off: Server, single: Path, ba
     with ThreadPoolExecutor(max_workers=2) as pool:
         for _ in range(repeats):
             for cell, (body, route, connections) in cells.items():
-                before = {s.name: s.cpu_seconds() for s in (on, off)}
-                started = {s.name: pool.submit(load, client, s.url + route, body, connections, seconds)
+                started = {s.name: pool.submit(load_measured, client, s, s.url + route, body, connections, seconds)
                            for s in (on, off)}
-                figures = {name: future.result() for name, future in started.items()}
-                after = {s.name: s.cpu_seconds() for s in (on, off)}
-                cost = {name: (after[name]["all"] - before[name]["all"]) / max(figures[name]["requests"], 1)
-                        for name in figures}
-                log = (after[on.name]["log"] - before[on.name]["log"]) / max(figures[on.name]["requests"], 1)
-                runs[cell].append({"cpu_off_vs_on": cost[off.name] / cost[on.name],
-                                   "rps_on_vs_off": figures[on.name]["rps"] / figures[off.name]["rps"],
-                                   "log_thread_share": log / cost[on.name],
-                                   "errors": figures[on.name]["errors"] + figures[off.name]["errors"]})
+                logged, quiet = started[on.name].result(), started[off.name].result()
+                runs[cell].append({"cpu_off_vs_on": quiet["cpu_ms_per_request"] / logged["cpu_ms_per_request"],
+                                   "rps_on_vs_off": logged["rps"] / quiet["rps"],
+                                   "log_thread_share": logged["log_cpu_ms_per_request"] / logged["cpu_ms_per_request"],
+                                   "errors": logged["errors"] + quiet["errors"]})
     summary = {cell: {key: float(statistics.median(r[key] for r in rs)) for key in rs[0]} | {"runs": rs}
                for cell, rs in runs.items()}
     print("  simultaneous log on/off: " + "  ".join(

@@ -25,13 +25,14 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, Field, model_validator
 
 from churnops.dataset_schema import DatasetSchema
+from churnops.serving.log_format import LOG_FILE_SUFFIX, read_ipc_log_file, write_log_file
 
 LOG_COLUMNS = ["request_id", "timestamp", "model_name", "model_version", "customer_key", "probability", "label"]
 REQUIRED_COLUMNS = ["request_id", "timestamp", "probability"]
 _PARTITION = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
-# The service writes Arrow IPC (churnops.serving.inference_log), as does write_partitioned;
+# The service writes Arrow IPC (churnops.serving.log_format), as does write_partitioned;
 # Parquet files with the same columns (exported from elsewhere) are read too.
-LOG_FILE_SUFFIXES = (".arrow", ".parquet")
+LOG_FILE_SUFFIXES = (LOG_FILE_SUFFIX, ".parquet")
 # High-cardinality text columns stay plain strings; every other text column (model name and
 # version, categorical features) becomes a pandas categorical.
 _UNIQUE_STRING_COLUMNS = {"request_id", "customer_key"}
@@ -152,23 +153,10 @@ def read_log_file(path: Path, columns: list[str] | None = None) -> pa.Table:
     """One log file, Arrow IPC or Parquet. Low-cardinality text (categories, model name and
     version) comes back as dictionaries: a fraction of the memory of a million Python strings.
     Raises OSError or an Arrow error if the file is unreadable, KeyError if a column is absent."""
-    if path.suffix == ".arrow":
-        with pa.OSFile(str(path)) as source:
-            table = _row_ids(pa.ipc.open_file(source).read_all())
-        return table.select(columns) if columns is not None else table
+    if path.suffix == LOG_FILE_SUFFIX:
+        return read_ipc_log_file(path, columns)
     text = [f.name for f in pq.read_schema(path) if pa.types.is_string(f.type) and f.name not in _UNIQUE_STRING_COLUMNS]
     return pq.read_table(path, columns=columns, read_dictionary=text)
-
-
-def _row_ids(table: pa.Table) -> pa.Table:
-    """Each row's own id in ``request_id``: the service writes a /predict_batch record without an
-    id of its own as its request's id plus ``request_row``, meaning ``<request_id>-<request_row>``."""
-    if "request_row" not in table.column_names:
-        return table
-    given, row = table.column("request_id").cast(pa.string()), table.column("request_row")
-    derived = pc.binary_join_element_wise(given, row.cast(pa.string()), "-")
-    ids = pc.if_else(pc.is_null(row), given, derived)
-    return table.set_column(table.column_names.index("request_id"), "request_id", ids).drop_columns(["request_row"])
 
 
 def _read_file(path: Path, summary: LogReadSummary) -> pa.Table | None:
@@ -418,11 +406,9 @@ def write_partitioned(records: pd.DataFrame, log_dir: Path, writer: str, rows_pe
     for day, rows in frame.groupby(days, sort=True):
         folder = log_dir / f"date={day}"
         folder.mkdir(parents=True, exist_ok=True)
-        existing = len(list(folder.glob(f"{writer}-*.arrow")))
+        existing = len(list(folder.glob(f"{writer}-*{LOG_FILE_SUFFIX}")))
         for offset, start in enumerate(range(0, len(rows), rows_per_file)):
-            path = folder / f"{writer}-{existing + offset:06d}.arrow"
-            table = pa.Table.from_pandas(rows.iloc[start:start + rows_per_file], preserve_index=False)
-            with pa.ipc.new_file(str(path), table.schema, options=pa.ipc.IpcWriteOptions(compression="lz4")) as sink:
-                sink.write_table(table)
+            path = folder / f"{writer}-{existing + offset:06d}{LOG_FILE_SUFFIX}"
+            write_log_file(pa.Table.from_pandas(rows.iloc[start:start + rows_per_file], preserve_index=False), path)
             written.append(path)
     return written

@@ -3,9 +3,10 @@
 Layout and columns are fixed in docs/contracts.md:
 ``<dir>/date=YYYY-MM-DD/<writer>-<seq>.arrow`` with ``request_id``, ``request_row``,
 ``timestamp``, ``model_name``, ``model_version``, ``customer_key``, ``probability``, ``label`` and
-one column per schema feature. A row's id is ``request_id`` where ``request_row`` is null, else
-``<request_id>-<request_row>`` (a /predict_batch record without an id of its own): readers put
-it together, so the serving CPU never builds a string per row.
+one column per schema feature, in the format of :mod:`churnops.serving.log_format`. A
+/predict_batch record without an id of its own is stored as its request's id and its position
+(``request_row``): readers put ``<request_id>-<row>`` together, so the serving CPU never builds a
+string per row.
 
 Why Arrow IPC (the Feather v2 file format, LZ4-compressed buffers) rather than Parquet: the
 writer shares the serving CPU, and Parquet's encoding took 0.25-0.3 µs of it a row against about
@@ -16,9 +17,9 @@ The request path copies its rows into preallocated column buffers (a lock, a few
 list extends) while they are still in the CPU cache; it keeps no per-request objects alive, so
 the garbage collector has nothing new to walk. A background thread takes the filled buffers,
 hashes customer ids, builds Arrow tables over the buffers without copying and writes files.
-Files appear atomically (written under a dot-name, then renamed), so readers never see half a
-file. A failed write keeps its rows and retries; when too many rows are pending, ``append``
-waits for the writer rather than dropping records. ``close()`` writes everything that is left.
+Files appear atomically, so readers never see half a file. A failed write keeps its rows and
+retries; when too many rows are pending, ``append`` waits for the writer rather than dropping
+records. ``close()`` writes everything that is left.
 """
 
 from __future__ import annotations
@@ -39,12 +40,12 @@ import pyarrow as pa
 
 from churnops.dataset_schema import DatasetSchema
 from churnops.serving.contract import FeatureBatch
+from churnops.serving.log_format import LOG_FILE_SUFFIX, write_log_file
 from churnops.serving.pseudonym import CustomerKeyHasher
 
 logger = logging.getLogger(__name__)
 
 NS_PER_DAY = 86_400 * 10**9
-LOG_FILE_SUFFIX = ".arrow"
 KEY_SLICE = 8192
 
 
@@ -104,15 +105,10 @@ class _Rows:
 
     def _grow(self, rows: int) -> None:
         capacity = max(rows, 2 * self.capacity)
-        for name in ("numeric", "codes"):
+        for name in ("numeric", "codes", "probability", "label", "timestamp", "id_index", "position"):
             old = getattr(self, name)
-            new = np.empty((old.shape[0], capacity), dtype=old.dtype)
-            new[:, :self.size] = old[:, :self.size]
-            setattr(self, name, new)
-        for name in ("probability", "label", "timestamp", "id_index", "position"):
-            old = getattr(self, name)
-            new = np.empty(capacity, dtype=old.dtype)
-            new[:self.size] = old[:self.size]
+            new = np.empty((*old.shape[:-1], capacity), dtype=old.dtype)
+            new[..., :self.size] = old[..., :self.size]
             setattr(self, name, new)
 
 
@@ -150,8 +146,6 @@ class InferenceLogWriter:
         self.stats = WriterStats()
         self._hasher = CustomerKeyHasher(salt) if salt is not None and schema.id_column else None
         self._dictionaries = [pa.array(f.categories, type=pa.string()) for f in schema.categorical]
-        # LZ4 on this thread: a pool thread would only add switches on a busy serving core.
-        self._ipc_options = pa.ipc.IpcWriteOptions(compression="lz4", use_threads=False)
         # Buffers start at the flush size (bounded: they grow on demand) and are filled in place.
         self._capacity = min(flush_rows, max_pending_rows, 65_536)
         # A written buffer is reused: its memory is already mapped and warm, fresh pages are not.
@@ -282,11 +276,7 @@ class InferenceLogWriter:
             folder = self.directory / f"date={date}"
             folder.mkdir(parents=True, exist_ok=True)
             self._sequence += 1
-            name = f"{self.writer_id}-{self._sequence:06d}{LOG_FILE_SUFFIX}"
-            temporary = folder / f".{name}.tmp"
-            with pa.ipc.new_file(str(temporary), part.schema, options=self._ipc_options) as sink:
-                sink.write_table(part)
-            os.replace(temporary, folder / name)
+            write_log_file(part, folder / f"{self.writer_id}-{self._sequence:06d}{LOG_FILE_SUFFIX}")
             self.stats.files_written += 1
         self.stats.rows_written += table.num_rows
 

@@ -73,9 +73,6 @@ class CustomerKeyHasher:
     def __init__(self, salt: bytes) -> None:
         self._key = siphash_key(salt)
 
-    def __call__(self, customer_id: str) -> str:
-        return self.keys([customer_id])[0].as_py()
-
     def keys(self, customer_ids: Sequence[str | None] | np.ndarray) -> pa.StringArray:
         """The keys of ``customer_ids`` in order, null where the id is null (None)."""
         import pandas as pd
@@ -97,7 +94,7 @@ class CustomerKeyHasher:
 
 def customer_key(customer_id: str, salt: bytes) -> str:
     """The pseudonym of one ``customer_id`` under ``salt``."""
-    return CustomerKeyHasher(salt)(customer_id)
+    return CustomerKeyHasher(salt).keys([customer_id])[0].as_py()
 
 
 def customer_keys_function(paths: StatePaths) -> Callable[[Sequence[str | None]], list[str | None]]:
