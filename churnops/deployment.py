@@ -9,6 +9,13 @@
   commands find it. (ZenML's ``bentoml_model_deployer_step`` mistakes BentoML 1.4 services
   for legacy ones and serves nothing; see docs/library facts.)
 * :func:`rollback` — the previous (or a chosen) production version becomes production again.
+* :func:`authorize` — the one gate check every path that makes a version production or serves
+  it goes through (training promotion, rollback, deploy, retraining): the version's recorded
+  verdict, its artifact hashes and its input contract (``churnops.governance``), refused unless
+  explicitly overridden, the override recorded on the version.
+* :func:`promotion_lock` — promotions and rollbacks of one model are serialised through a lock
+  held in the ZenML store itself (a uniquely named tag), so it holds for every process that
+  shares the store, local or remote.
 
 Import after ``churnops.settings.configure_environment``: BentoML and ZenML read their
 locations when first imported.
@@ -17,9 +24,14 @@ locations when first imported.
 from __future__ import annotations
 
 import contextlib
+import getpass
+import hashlib
 import os
+import random
 import sys
-from dataclasses import dataclass
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,8 +40,26 @@ from pydantic import BaseModel
 
 from churnops import services
 from churnops.dataset_schema import DatasetSchema
+from churnops.governance import (
+    CONTRACT_KEY,
+    OVERRIDES_KEY,
+    Violation,
+    describe_contract,
+    input_contract,
+    override_record,
+    refusal_message,
+    review_version,
+)
 from churnops.ports import port_is_free
-from churnops.serving.packaging import METRIC_KEYS, ModelCard, write_model_files
+from churnops.serving.packaging import (
+    FILES_SHA256_KEY,
+    METRIC_KEYS,
+    ModelCard,
+    ModelIntegrityError,
+    model_files_sha256,
+    verify_model_files,
+    write_model_files,
+)
 from churnops.settings import PROJECT_ROOT, StatePaths, environment
 
 if TYPE_CHECKING:
@@ -42,10 +72,21 @@ SCHEMA_ARTIFACT = "dataset_schema"
 BENTOFILE = PROJECT_ROOT / "bento" / "bentofile.yaml"
 READY_TIMEOUT = 120.0
 STOP_TIMEOUT = 30.0
+LOCK_TIMEOUT = 600.0
+# A promotion holds the lock for seconds; a lock this old was left by a killed process.
+LOCK_STALE_AFTER = 1800.0
 
 
 class DeploymentError(RuntimeError):
     """A deployment action that cannot be done; the message says why and what to do."""
+
+
+class GateRefused(DeploymentError):
+    """The gate refuses a version; the message names each broken rule and the override."""
+
+    def __init__(self, message: str, violations: list[Violation]) -> None:
+        super().__init__(message)
+        self.violations = violations
 
 
 # ------------------------------------------------------------------------------ model versions
@@ -136,6 +177,173 @@ def log_version_metadata(version: ModelVersionResponse, metadata: dict[str, Any]
     log_metadata(metadata=metadata, model_version_id=version.id)
 
 
+# ------------------------------------------------------------------------------------- gate
+
+
+GATED_ARTIFACTS = (MODEL_ARTIFACT, SCHEMA_ARTIFACT)
+
+
+def stored_tree_sha256(uri: str) -> str:
+    """SHA-256 over every file under an artifact's URI (relative path and content), read through
+    ZenML's file I/O so it works on any artifact store."""
+    from zenml.io import fileio
+
+    digest = hashlib.sha256()
+
+    def visit(path: str, relative: str) -> None:
+        if fileio.isdir(path):
+            for name in sorted(str(n) for n in fileio.listdir(path)):
+                visit(os.path.join(path, name), f"{relative}/{name}" if relative else name)
+            return
+        content = hashlib.sha256()
+        with fileio.open(path, "rb") as handle:
+            while chunk := handle.read(2**20):
+                content.update(chunk)
+        digest.update(relative.encode() + b"\0" + content.digest())
+
+    visit(uri, "")
+    return digest.hexdigest()
+
+
+def artifact_hashes(version: Any) -> dict[str, str]:
+    """The SHA-256 of the model and schema artifacts of ``version`` as they are stored now
+    (a model version response, or the ``Model`` of a running step)."""
+    hashes: dict[str, str] = {}
+    for name in GATED_ARTIFACTS:
+        artifact = version.get_model_artifact(name) if name == MODEL_ARTIFACT else version.get_artifact(name)
+        if artifact is None:
+            continue
+        with contextlib.suppress(OSError):
+            hashes[name] = stored_tree_sha256(artifact.uri)
+    return hashes
+
+
+def production_version(model_name: str) -> ModelVersionResponse | None:
+    from zenml.client import Client
+    from zenml.enums import ModelStages
+
+    try:
+        return Client().get_model_version(model_name, ModelStages.PRODUCTION)
+    except KeyError:
+        return None
+
+
+def contract_of(version: ModelVersionResponse) -> dict[str, Any] | None:
+    """The input contract recorded on ``version``, else derived from its schema artifact."""
+    recorded = version.run_metadata.get(CONTRACT_KEY)
+    if isinstance(recorded, dict):
+        return recorded
+    schema = version.get_artifact(SCHEMA_ARTIFACT)
+    return input_contract(schema.load()) if schema is not None else None
+
+
+def describe_version_contract(version: ModelVersionResponse) -> str:
+    return describe_contract(contract_of(version))
+
+
+def operator() -> str:
+    """Who is acting: the OS user and the ZenML user, for override records."""
+    from zenml.client import Client
+
+    try:
+        zenml_user = Client().active_user.name
+    except Exception:  # an unreachable server must not hide who ran the override
+        zenml_user = "unknown"
+    return f"{getpass.getuser()} (ZenML user {zenml_user})"
+
+
+@dataclass
+class Clearance:
+    """A version the gate let through; ``record()`` writes an override, if one was needed,
+    on the version once the action it allowed has succeeded."""
+
+    version: Any
+    action: str
+    overridden: list[Violation] = field(default_factory=list)
+    reason: str | None = None
+
+    def record(self) -> dict[str, Any] | None:
+        if not self.overridden:
+            return None
+        entry = override_record(self.action, self.overridden, self.reason or "", operator(),
+                                datetime.now(UTC).isoformat(timespec="seconds"))
+        from zenml.client import Client
+
+        current = Client().get_model_version(self.version.model.name, self.version.id)
+        earlier = current.run_metadata.get(OVERRIDES_KEY) or []
+        log_version_metadata(current, {OVERRIDES_KEY: [*earlier, entry] if isinstance(earlier, list) else [entry]})
+        return entry
+
+
+def authorize(version: Any, action: str, *, force: bool = False, reason: str | None = None,
+              replaces: ModelVersionResponse | None = None, model_name: str | None = None) -> Clearance:
+    """The gate, re-checked: may ``version`` become production / be served by ``action``?
+
+    Checks what training recorded on it (verdict, failed rules), its artifact hashes against
+    the artifact store, and its input contract against ``replaces`` (default: the current
+    production version, unless that is ``version`` itself). Raises :class:`GateRefused` naming
+    every broken rule, unless ``force`` with a ``reason``; then the caller records the override
+    with ``Clearance.record()`` once the action succeeded.
+    """
+    name = model_name or version.model.name
+    if replaces is None:
+        replaces = production_version(name)
+    compared = replaces if replaces is not None and replaces.id != version.id else None
+    contract = contract_of(compared) if compared is not None else None
+    # A step's Model has run_metadata too; the response is re-read so the verdict is the stored one.
+    violations = review_version(version.run_metadata, artifact_hashes(version), contract)
+    if violations and not force:
+        raise GateRefused(refusal_message(name, str(version.number), action, violations), violations)
+    if violations and not (reason and reason.strip()):
+        raise DeploymentError("--force needs --reason TEXT: why the gate is overridden (recorded on the version)")
+    return Clearance(version=version, action=action, overridden=violations, reason=reason)
+
+
+@contextlib.contextmanager
+def promotion_lock(model_name: str, timeout: float = LOCK_TIMEOUT,
+                   stale_after: float = LOCK_STALE_AFTER) -> Iterator[None]:
+    """Hold the promotion lock of ``model_name`` (one stage change at a time).
+
+    The lock is a tag named for the model in the ZenML store: tag names are unique (a database
+    constraint, on the embedded store and behind a ZenML server alike), so creating it is an
+    atomic test-and-set for every process that shares the store. A lock older than
+    ``stale_after`` seconds was left by a killed process and is broken (by id, so two breakers
+    cannot remove a fresh lock).
+    """
+    from zenml.client import Client
+    from zenml.exceptions import EntityExistsError
+
+    client = Client()
+    name = f"churnops-promotion-lock:{model_name}"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            lock = client.create_tag(name=name)
+            break
+        except EntityExistsError:
+            try:
+                held = client.get_tag(name, allow_name_prefix_match=False)
+            except KeyError:
+                continue  # released between our attempt and the look-up
+            created = held.created if held.created.tzinfo else held.created.replace(tzinfo=UTC)
+            age = (datetime.now(UTC) - created).total_seconds()
+            if age > stale_after:
+                with contextlib.suppress(KeyError):
+                    client.delete_tag(held.id)
+                continue
+            if time.monotonic() > deadline:
+                raise DeploymentError(f"another promotion of '{model_name}' has held the lock for {age:.0f} s; "
+                                      f"try again later (or delete the tag '{name}' if no promotion is running)"
+                                      ) from None
+            time.sleep(0.1 + random.random() * 0.2)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(KeyError):
+            client.delete_tag(lock.id)
+
+
+
 # ---------------------------------------------------------------------------------- packaging
 
 
@@ -157,7 +365,22 @@ def save_bento_model(pipeline: Pipeline, schema: DatasetSchema, card: ModelCard)
         module="churnops.serving",
     ) as stored:
         write_model_files(Path(stored.path), pipeline, schema, card)
+        # Written into model.yaml when the block closes; the service checks them at start-up.
+        stored.info.metadata[FILES_SHA256_KEY] = model_files_sha256(Path(stored.path))
     return str(stored.tag)
+
+
+def verify_bento_model(bento_model_tag: str) -> dict[str, str]:
+    """The stored BentoML model's files match the hashes recorded when it was saved; returns them."""
+    import bentoml
+
+    stored = bentoml.models.get(bento_model_tag)
+    expected = stored.info.metadata.get(FILES_SHA256_KEY)
+    try:
+        verify_model_files(Path(stored.path), expected)
+    except ModelIntegrityError as error:
+        raise DeploymentError(f"BentoML model {bento_model_tag}: {error}") from None
+    return dict(expected)
 
 
 def find_bento_model(card: ModelCard) -> str | None:
@@ -209,8 +432,11 @@ def package_version(version: ModelVersionResponse, pipeline: Pipeline | None = N
         if pipeline is None or schema is None:
             pipeline, schema = load_version_artifacts(version)
         bento_model_tag = save_bento_model(pipeline, schema, card)
+    # A reused model is verified too: a file changed in the store is refused, not served.
+    served_files = verify_bento_model(bento_model_tag)
     bento_tag = build_bento(bento_model_tag, card)
     log_version_metadata(version, {"bento_tag": bento_tag, "bento_model_tag": bento_model_tag,
+                                   "served_files_sha256": served_files,
                                    "packaged_at": datetime.now(UTC).isoformat(timespec="seconds")})
     return Packaged(model_version=card.model_version, bento_model_tag=bento_model_tag, bento_tag=bento_tag)
 
@@ -277,6 +503,12 @@ def start_service(paths: StatePaths, bento_tag: str, model_version: str, host: s
         raise DeploymentError(f"port {port} on {host} is in use: choose another with --port")
     log_file = paths.home / "logs" / f"bentoml-serve-{port}.log"
     env = {**os.environ, **environment(paths), **(extra_env or {})}
+    from churnops.api_key import ApiKeyError, api_key_environment
+
+    try:  # the API key from a ZenML secret, unless the environment sets one (churnops/api_key.py)
+        env.update(api_key_environment(env))
+    except ApiKeyError as error:
+        raise DeploymentError(str(error)) from None
     command = [sys.executable, "-m", "bentoml", "serve", bento_tag, "--host", host, "--port", str(port)]
     url = _url(host, port)
     try:
@@ -326,6 +558,8 @@ class RollbackResult:
     reason: str
     at: str
     packaged: Packaged
+    contract: str = ""
+    overridden: list[str] = field(default_factory=list)
 
 
 def previous_production(
@@ -343,41 +577,49 @@ def previous_production(
     return None
 
 
-def rollback(to: str | None = None, reason: str | None = None, model_name: str = MODEL_NAME) -> RollbackResult:
+def rollback(to: str | None = None, reason: str | None = None, model_name: str = MODEL_NAME, *,
+             force: bool = False) -> RollbackResult:
     """Make the previous production version (or ``to``) production again and archive the current one.
 
-    The target is packaged first, so a failure leaves every stage as it was. Reason and time
-    are recorded on both versions (``rollback_reason``, ``rollback_at``, ``rollback_role``).
+    The target goes through the gate (:func:`authorize`) and is packaged first, all under the
+    promotion lock, so a refusal or a failure leaves every stage as it was. Reason and time are
+    recorded on both versions (``rollback_reason``, ``rollback_at``, ``rollback_role``).
     """
     from zenml.enums import ModelStages
 
-    try:
-        current = get_version(model_name, None)
-    except DeploymentError as error:
-        raise DeploymentError(f"nothing to roll back: {error}") from None
-    versions = list_versions(model_name)
-    if to is not None:
-        target = get_version(model_name, to)
-        if target.id == current.id:
-            raise DeploymentError(f"version {target.number} is already in production; nothing changed")
-    else:
-        target = previous_production(versions, current)
-        if target is None:
-            raise DeploymentError(
-                f"no earlier production version of '{model_name}' to roll back to from version "
-                f"{current.number}; nothing changed (choose one with --to VERSION, see `python run.py --models`)")
-    at = datetime.now(UTC).isoformat(timespec="seconds")
-    why = reason or "manual rollback"
-    packaged = package_version(target, stage="production")
-    target.set_stage(ModelStages.PRODUCTION, force=True)
-    if stage_of(get_version(model_name, str(current.number))) == "production":  # set_stage archives; be sure
-        current.set_stage(ModelStages.ARCHIVED, force=True)
-    log_version_metadata(current, {"rollback_reason": f"{why}: production rolled back to version {target.number}",
-                                   "rollback_at": at, "rollback_role": "replaced"})
-    log_version_metadata(target, {"rollback_reason": f"{why}: restored to production from version {current.number}",
-                                  "rollback_at": at, "rollback_role": "restored"})
+    with promotion_lock(model_name):
+        try:
+            current = get_version(model_name, None)
+        except DeploymentError as error:
+            raise DeploymentError(f"nothing to roll back: {error}") from None
+        versions = list_versions(model_name)
+        if to is not None:
+            target = get_version(model_name, to)
+            if target.id == current.id:
+                raise DeploymentError(f"version {target.number} is already in production; nothing changed")
+        else:
+            target = previous_production(versions, current)
+            if target is None:
+                raise DeploymentError(
+                    f"no earlier production version of '{model_name}' to roll back to from version "
+                    f"{current.number}; nothing changed (choose one with --to VERSION, see `python run.py --models`)")
+        action = "rollback --to" if to is not None else "rollback"
+        clearance = authorize(target, action, force=force, reason=reason, replaces=current, model_name=model_name)
+        at = datetime.now(UTC).isoformat(timespec="seconds")
+        why = reason or "manual rollback"
+        packaged = package_version(target, stage="production")
+        target.set_stage(ModelStages.PRODUCTION, force=True)
+        if stage_of(get_version(model_name, str(current.number))) == "production":  # set_stage archives; be sure
+            current.set_stage(ModelStages.ARCHIVED, force=True)
+        log_version_metadata(current, {"rollback_reason": f"{why}: production rolled back to version {target.number}",
+                                       "rollback_at": at, "rollback_role": "replaced"})
+        log_version_metadata(target, {"rollback_reason": f"{why}: restored to production from version "
+                                                         f"{current.number}",
+                                      "rollback_at": at, "rollback_role": "restored"})
+        clearance.record()
     return RollbackResult(from_version=str(current.number), to_version=str(target.number), reason=why, at=at,
-                          packaged=packaged)
+                          packaged=packaged, contract=describe_version_contract(target),
+                          overridden=[v.rule for v in clearance.overridden])
 
 
 def switch_running_service(paths: StatePaths, packaged: Packaged) -> DeploymentRecord | None:

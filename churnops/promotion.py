@@ -8,14 +8,16 @@ worse than the current production version, re-scored on the same test set, by mo
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from churnops.evaluation import Metrics
 
 Stage = Literal["production", "staging", "none"]
-Verdict = Literal["promoted", "staged", "rejected"]
+# held: it passed and won, but the gate kept it out of production (its input contract differs
+# from production's); rejected: it failed the absolute gate.
+Verdict = Literal["promoted", "staged", "rejected", "held"]
 
 
 class GateConfig(BaseModel):
@@ -55,10 +57,22 @@ class PromotionDecision(BaseModel):
     candidate: Metrics
     baseline_f1: float
     champion: Champion | None = None
+    # Gate rules a forced promotion overrode (``--force --reason``), recorded on the version.
+    overridden_rules: list[str] = Field(default_factory=list)
 
     @property
     def promoted(self) -> bool:
         return self.stage == "production"
+
+
+def held_back(decision: PromotionDecision, violations: list[Any]) -> PromotionDecision:
+    """A winning candidate the gate keeps out of production: staged, with the broken rules."""
+    reasons = "; ".join(f"{v.rule}: {v.message}" for v in violations)
+    return decision.model_copy(update={
+        "stage": "staging", "verdict": "held",
+        "reason": f"held back from production ({reasons}); production is unchanged. To promote it anyway: "
+                  "python run.py --pipeline rollback --to "
+                  f"{decision.model_version} --force --reason TEXT, or train with --force --reason TEXT"})
 
 
 def gate_checks(candidate: Metrics, baseline_f1: float, gate: GateConfig) -> list[GateCheck]:

@@ -62,8 +62,14 @@ def apply_data_override(config: dict[str, Any], data: str, schema: Path | None) 
 
 
 def with_overrides(config: dict[str, Any], *, data: str | None = None, schema: Path | None = None,
-                   rows: int | None = None, seed: int | None = None, no_cache: bool = False) -> dict[str, Any]:
+                   rows: int | None = None, seed: int | None = None, no_cache: bool = False,
+                   force_reason: str | None = None) -> dict[str, Any]:
+    """``force_reason``: ``--force --reason TEXT``, the promotion step may override the gate's
+    re-check (recorded on the version)."""
     resolved = copy.deepcopy(config)
+    if force_reason is not None:
+        promotion = step_parameters(resolved, "promote_model")
+        promotion["force"], promotion["force_reason"] = True, force_reason
     if data is not None:
         apply_data_override(resolved, data, schema)
     elif schema is not None:

@@ -23,6 +23,7 @@ def training_summary(decision: PromotionDecision, evaluation: EvaluationReport,
         "verdict": decision.verdict,
         "gate_passed": decision.gate_passed,
         "reason": decision.reason,
+        "overridden_rules": decision.overridden_rules,
         **{name: getattr(m, name) for name in METRICS},
         "threshold": m.threshold,
         "baseline_f1": evaluation.best_baseline_f1,
@@ -50,6 +51,8 @@ def format_console(summary: dict[str, Any]) -> str:
         f"Model {summary['model_name']} version {summary['model_version']}: {summary['verdict'].upper()} "
         f"(stage: {summary['stage']})",
         f"  reason      {summary['reason']}",
+        *([f"  OVERRIDE    gate rules {', '.join(summary['overridden_rules'])} forced past (recorded on the version)"]
+          if summary.get("overridden_rules") else []),
         f"  data        {summary['dataset']} · {summary['rows']} rows · {summary['data_source']}",
         f"  estimator   {summary['estimator']} at threshold {num(summary['threshold'])}",
         "",
@@ -74,7 +77,8 @@ def format_markdown(summary: dict[str, Any]) -> str:
         return f"{value:.4f}" if isinstance(value, float) else "–"
 
     verdict = {"promoted": "✅ promoted to production", "staged": "🟡 staged (lost to production)",
-               "rejected": "❌ rejected by the gate"}[summary["verdict"]]
+               "rejected": "❌ rejected by the gate",
+               "held": "⏸️ held back (input contract differs from production)"}[summary["verdict"]]
     rows = "\n".join(
         f"| {label} | {num(summary[key])} | {num(summary.get(f'baseline_{key}'))} | "
         f"{num(summary.get(f'previous_production_{key}'))} |"

@@ -7,6 +7,7 @@ import mlflow
 import pytest
 import yaml
 
+from churnops.exit_codes import ExitCode
 from churnops.settings import PROJECT_ROOT
 from tests.support import model_versions, run_cli
 
@@ -31,10 +32,10 @@ def variant(tmp_path: Path, name: str, **changes) -> Path:
     return path
 
 
-def train(paths, tmp_path: Path, config: Path, name: str) -> tuple[int, dict, str]:
+def train(paths, tmp_path: Path, config: Path, name: str, *options: str) -> tuple[int, dict, str]:
     summary_path = tmp_path / f"{name}.json"
     result = run_cli(paths, "--pipeline", "training", "--config", str(config), "--summary-json", str(summary_path),
-                     "--report-md", str(tmp_path / f"{name}.md"))
+                     "--report-md", str(tmp_path / f"{name}.md"), *options)
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     return result.returncode, summary, result.stdout + result.stderr
 
@@ -61,14 +62,15 @@ def test_training_twice_then_a_loser_then_bad_data(fresh_home, tmp_path):
         "cv_folds": 3, "candidates": {"stump": {"estimator": "sklearn.tree.DecisionTreeClassifier",
                                                  "params": {"max_depth": 1}}}}},
         promote_model={"gate": {"f1": 0.2, "roc_auc": 0.55, "tolerance": 0.01, "champion_metric": "f1"}})
-    code, third, output = train(fresh_home, tmp_path, weak, "third")
-    assert code == 0, output[-3000:]
+    # --fail-on-reject: a CI job that wants every non-promotion to fail gets exit 5.
+    code, third, output = train(fresh_home, tmp_path, weak, "third", "--fail-on-reject")
+    assert code == ExitCode.NOT_PROMOTED, output[-3000:]
     assert (third["stage"], third["verdict"]) == ("staging", "staged"), third["reason"]
 
     # 4. Defective data fails validation, names columns and rules, and changes nothing.
     bad = variant(tmp_path, "bad", load_dataset={"defects": {"missing_rate": 0.3, "unknown_category_rate": 0.05}})
     code, _, output = train(fresh_home, tmp_path, bad, "bad")
-    assert code == 1
+    assert code == ExitCode.INVALID_DATA
     assert "column 'age': rule 'max_missing_rate'" in output
     assert "column 'contract_type': rule 'allowed_categories'" in output
     assert "production model is unchanged" in output

@@ -2,14 +2,18 @@
 
 Builds the Bento of the production (or given) model version and records its tag on the
 version; ``--serve`` then runs it in the background (replacing a running local deployment),
-``--stop`` stops the running one.
+``--stop`` stops the running one. The version goes through the gate first
+(``churnops.deployment.authorize``); a refusal exits 4 and changes nothing unless ``--force
+--reason TEXT``.
 """
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from churnops.commands import UserError
+from churnops.exit_codes import ExitCode
 from churnops.settings import StatePaths
 
 
@@ -25,19 +29,25 @@ def run(args: argparse.Namespace, paths: StatePaths) -> int:
         return 0
     try:
         version = deployment.get_version(deployment.MODEL_NAME, args.version)
+        clearance = deployment.authorize(version, "deploy", force=args.force, reason=args.reason)
         stage = deployment.stage_of(version)
         if stage != "production":
             print(f"Note: version {version.number} is {stage or 'not staged'}, not production.")
+        print(f"Version {version.number} serves the input contract {deployment.describe_version_contract(version)}.")
         packaged = deployment.package_version(version)
         print(f"Model version {packaged.model_version} packaged: BentoML model {packaged.bento_model_tag}, "
               f"Bento {packaged.bento_tag} (recorded on the model version as bento_tag).")
         if not args.serve:
+            _record_override(clearance)
             print(f"Serve it: python run.py --pipeline deploy --serve   (or: bentoml serve {packaged.bento_tag})")
             return 0
         replaced = deployment.stop_service(paths)
         if replaced is not None:
             print(f"Stopped the previous deployment (model version {replaced.model_version}) at {replaced.url}.")
         record = deployment.start_service(paths, packaged.bento_tag, packaged.model_version, args.host, args.port)
+        _record_override(clearance)
+    except deployment.GateRefused as refusal:
+        raise UserError(str(refusal), ExitCode.GATE_REFUSED) from None
     except deployment.DeploymentError as error:
         raise UserError(str(error)) from None
     print(f"Serving model version {record.model_version} at {record.url} (pid {record.pid}).")
@@ -45,3 +55,9 @@ def run(args: argparse.Namespace, paths: StatePaths) -> int:
     print(f"  Server log: {record.log_file}")
     print("  Stop it:    python run.py --pipeline deploy --stop")
     return 0
+
+
+def _record_override(clearance: Any) -> None:
+    if clearance.record() is not None:
+        print(f"GATE OVERRIDDEN ({', '.join(v.rule for v in clearance.overridden)}): recorded on version "
+              f"{clearance.version.number} (see `python run.py --models`).")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from churnops.governance import CONTRACT_DIGEST_KEY, describe_overrides
 from churnops.settings import StatePaths
 
-COLUMNS = ("version", "stage", "created", "F1", "ROC-AUC", "gate verdict", "Bento tag", "serving")
+COLUMNS = ("version", "stage", "created", "F1", "ROC-AUC", "gate verdict", "contract", "Bento tag", "serving",
+           "gate override")
 
 
 def _number(value: Any) -> str:
@@ -30,8 +32,10 @@ def version_rows(paths: StatePaths) -> list[dict[str, str]]:
             "F1": _number(metadata.get("f1")),
             "ROC-AUC": _number(metadata.get("roc_auc")),
             "gate verdict": str(metadata.get("verdict", "-")),
+            "contract": str(metadata.get(CONTRACT_DIGEST_KEY) or "-"),
             "Bento tag": str(metadata.get("bento_tag") or "-"),
             "serving": f"yes, {record.url}" if serving and record else "",
+            "gate override": describe_overrides(metadata),
         })
     return rows
 

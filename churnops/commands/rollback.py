@@ -1,8 +1,11 @@
-"""``python run.py --pipeline rollback [--to VERSION] [--reason TEXT]``.
+"""``python run.py --pipeline rollback [--to VERSION] [--reason TEXT] [--force]``.
 
 The previous production version (or VERSION) becomes production, the current one is
 archived, reason and time are recorded on both, the Bento is rebuilt and a running local
-deployment is switched to it. With no earlier version nothing changes.
+deployment is switched to it. The target goes through the gate first
+(``churnops.deployment.authorize``): a version that failed it, was never evaluated, whose
+artifacts changed or whose input contract differs is refused (exit 4) unless ``--force
+--reason TEXT``. With no earlier version nothing changes.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import argparse
 
 from churnops.commands import UserError
+from churnops.exit_codes import ExitCode
 from churnops.settings import StatePaths
 
 
@@ -17,12 +21,18 @@ def run(args: argparse.Namespace, paths: StatePaths) -> int:
     from churnops import deployment
 
     try:
-        result = deployment.rollback(args.to, args.reason)
+        result = deployment.rollback(args.to, args.reason, force=args.force)
         print(f"Rolled back {deployment.MODEL_NAME}: production is now version {result.to_version} "
               f"(was {result.from_version}, now archived) at {result.at}.")
+        print(f"It serves the input contract {result.contract}.")
         print(f"Reason recorded on both versions: {result.reason}")
+        if result.overridden:
+            print(f"GATE OVERRIDDEN ({', '.join(result.overridden)}): recorded on version {result.to_version} "
+                  "(see `python run.py --models`).")
         print(f"Bento: {result.packaged.bento_tag}")
         record = deployment.switch_running_service(paths, result.packaged)
+    except deployment.GateRefused as refusal:
+        raise UserError(str(refusal), ExitCode.GATE_REFUSED) from None
     except deployment.DeploymentError as error:
         raise UserError(str(error)) from None
     if record is not None:

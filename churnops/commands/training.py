@@ -7,20 +7,22 @@ from pathlib import Path
 from typing import Any
 
 from churnops.commands import UserError
+from churnops.exit_codes import MEANINGS, ExitCode
 from churnops.run_config import ConfigError, default_config, load_config, with_overrides, write_resolved
 from churnops.settings import StatePaths
 from churnops.summary import format_console, format_markdown, training_summary, write_json
 
 
 def run_training(config_path: Path, paths: StatePaths, *, data: str | None = None, schema: Path | None = None,
-                 rows: int | None = None, seed: int | None = None, no_cache: bool = False) -> dict[str, Any]:
+                 rows: int | None = None, seed: int | None = None, no_cache: bool = False,
+                 force_reason: str | None = None) -> dict[str, Any]:
     """Run the training pipeline with overrides; return the flat summary.
 
     Raises ``churnops.validation.DataValidationError`` when the data fails validation.
     """
     try:
         config = with_overrides(load_config(config_path), data=data, schema=schema, rows=rows, seed=seed,
-                                no_cache=no_cache)
+                                no_cache=no_cache, force_reason=force_reason)
     except ConfigError as error:
         raise UserError(str(error)) from error
     resolved = write_resolved(config, "training", paths)
@@ -65,16 +67,30 @@ def _dashboard_hint(client: Any, run_id: Any) -> str:
     return "make dashboard (starts the local ZenML server; runs appear under Pipelines)"
 
 
+def exit_code(summary: dict[str, Any], fail_on_reject: bool = False) -> ExitCode:
+    """What a CI job sees (churnops.exit_codes): 0 promoted or staged by the champion comparison,
+    4 the absolute gate rejected the candidate, 5 not promoted for any other reason (held back
+    by its input contract; staged, with ``fail_on_reject``)."""
+    verdict = summary["verdict"]
+    if verdict == "promoted":
+        return ExitCode.OK
+    if verdict == "rejected":
+        return ExitCode.GATE_REFUSED
+    if verdict == "held" or fail_on_reject:
+        return ExitCode.NOT_PROMOTED
+    return ExitCode.OK
+
+
 def run(args: argparse.Namespace, paths: StatePaths) -> int:
     from churnops.validation import DataValidationError
 
     config = args.config or default_config("training")
     try:
         summary = run_training(config, paths, data=args.data, schema=args.schema, rows=args.rows, seed=args.seed,
-                               no_cache=args.no_cache)
+                               no_cache=args.no_cache, force_reason=args.reason if args.force else None)
     except DataValidationError as error:
         print(f"\n{error}\n\nNothing was trained or promoted; the production model is unchanged.")
-        return 1
+        return ExitCode.INVALID_DATA
     print("\n" + format_console(summary))
     if args.summary_json:
         write_json(summary, args.summary_json)
@@ -83,4 +99,7 @@ def run(args: argparse.Namespace, paths: StatePaths) -> int:
         args.report_md.parent.mkdir(parents=True, exist_ok=True)
         args.report_md.write_text(format_markdown(summary))
         print(f"Markdown report written to {args.report_md}")
-    return 0
+    code = exit_code(summary, args.fail_on_reject)
+    if code != ExitCode.OK:
+        print(f"\nExit code {int(code)}: {MEANINGS[code]}")
+    return code

@@ -6,6 +6,8 @@ Keeping the format here (without BentoML) lets both sides and the tests share it
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +26,14 @@ PIPELINE_FILE = "pipeline.joblib"
 SCHEMA_FILE = "dataset_schema.json"
 CARD_FILE = "model_card.json"
 METRIC_KEYS = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "brier")
+# Every file the service loads; their SHA-256 travel in the BentoML model's metadata under
+# FILES_SHA256_KEY (and on the ZenML model version as ``served_files_sha256``).
+SERVED_FILES = (PIPELINE_FILE, SCHEMA_FILE, CARD_FILE)
+FILES_SHA256_KEY = "files_sha256"
+
+
+class ModelIntegrityError(RuntimeError):
+    """A packaged model file does not match the SHA-256 recorded when it was packaged."""
 
 
 class ModelCard(BaseModel):
@@ -88,3 +98,38 @@ def read_model_files(folder: Path) -> PackagedModel:
     if not hasattr(pipeline, "predict_proba"):
         raise TypeError(f"{folder / PIPELINE_FILE} holds a {type(pipeline).__name__}, not a classifier pipeline")
     return PackagedModel(pipeline=pipeline, schema=read_schema(folder), card=read_card(folder))
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        while chunk := handle.read(2**20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def model_files_sha256(folder: Path) -> dict[str, str]:
+    """The SHA-256 of every file the service loads from a packaged model folder."""
+    return {name: file_sha256(Path(folder) / name) for name in SERVED_FILES}
+
+
+def verify_model_files(folder: Path, expected: Mapping[str, str] | None) -> None:
+    """Refuse a packaged model whose files are not exactly the ones packaged.
+
+    Raises :class:`ModelIntegrityError` naming each file with both hashes, or when no hashes
+    were recorded at all (a model packaged without them cannot be verified).
+    """
+    folder = Path(folder)
+    if not expected:
+        raise ModelIntegrityError(f"{folder} has no recorded file hashes ({FILES_SHA256_KEY}): it cannot be verified; "
+                                  "package it again with `python run.py --pipeline deploy`")
+    problems = []
+    for name in SERVED_FILES:
+        path = folder / name
+        recorded = expected.get(name)
+        observed = file_sha256(path) if path.is_file() else None
+        if recorded is None or observed != recorded:
+            problems.append(f"{path}: expected sha256 {recorded or '(none recorded)'}, found {observed or '(missing)'}")
+    if problems:
+        raise ModelIntegrityError("refusing to serve a model whose files changed since packaging:\n  "
+                                  + "\n  ".join(problems))

@@ -8,17 +8,19 @@ from zenml.enums import ModelStages
 from zenml.models import ModelVersionResponse
 
 from churnops.dataset_schema import DatasetSchema
+from churnops.deployment import GateRefused, artifact_hashes, authorize, production_version, promotion_lock
 from churnops.evaluation import EvaluationReport, compute_metrics
-from churnops.promotion import Champion, GateConfig, PromotionDecision, decide
+from churnops.governance import (
+    ARTIFACT_HASHES_KEY,
+    CONTRACT_DIGEST_KEY,
+    CONTRACT_KEY,
+    FAILED_RULES_KEY,
+    contract_digest,
+    input_contract,
+)
+from churnops.promotion import Champion, GateConfig, PromotionDecision, decide, held_back
 from churnops.provenance import git_commit, library_versions
 from materializers import PromotionDecisionMaterializer
-
-
-def _current_production(model_name: str) -> ModelVersionResponse | None:
-    try:
-        return Client().get_model_version(model_name, ModelStages.PRODUCTION)
-    except KeyError:
-        return None
 
 
 def _rescore(production: ModelVersionResponse, test_set: pd.DataFrame, schema: DatasetSchema) -> Champion:
@@ -46,27 +48,51 @@ def promote_model(
     test_set: pd.DataFrame,
     dataset_schema: DatasetSchema,
     gate: dict[str, Any],
+    force: bool = False,
+    force_reason: str | None = None,
 ) -> Annotated[PromotionDecision, "promotion_decision"]:
     """Apply the gate and the champion/challenger rule; set the stage of this model version.
 
     Passing and not worse than production (re-scored on this test set) by more than the
-    tolerance: production, and the old production version is archived. Passing but worse:
-    staging. Failing the gate: no stage. Everything is recorded on the model version.
+    tolerance: production, through the same gate check as every other path (an input
+    contract that differs from production's holds it back as staging unless ``force``), and
+    the old production version is archived. Passing but worse: staging. Failing the gate: no
+    stage. The verdict, failed rules, artifact hashes and input contract are recorded on the
+    model version; the whole decision runs under the model's promotion lock.
     """
     model = get_step_context().model
-    production = _current_production(model.name)
-    champion = _rescore(production, test_set, dataset_schema) if production and production.id != model.id else None
-    decision = decide(model.name, str(model.number), evaluation_report.metrics, evaluation_report.best_baseline_f1,
-                      GateConfig.model_validate(gate), champion)
-    if decision.stage == "production":
-        model.set_stage(ModelStages.PRODUCTION, force=True)
-    elif decision.stage == "staging":
-        model.set_stage(ModelStages.STAGING, force=True)
-    log_metadata(infer_model=True, metadata={
-        "gate_passed": decision.gate_passed, "verdict": decision.verdict, "reason": decision.reason,
-        "gate_f1": decision.gate.f1, "gate_roc_auc": decision.gate.roc_auc, "gate_tolerance": decision.gate.tolerance,
-        "champion_version": champion.version if champion else "none",
-        "champion_f1_on_this_test_set": champion.metrics.f1 if champion and champion.metrics else -1.0,
-        "git_commit": git_commit(), "library_versions": library_versions(),
-    })
+    contract = input_contract(dataset_schema)
+    with promotion_lock(model.name):
+        production = production_version(model.name)
+        is_other = production is not None and production.id != model.id
+        champion = _rescore(production, test_set, dataset_schema) if is_other else None
+        decision = decide(model.name, str(model.number), evaluation_report.metrics,
+                          evaluation_report.best_baseline_f1, GateConfig.model_validate(gate), champion)
+        version = Client().get_model_version(model.name, model.id)
+        log_metadata(model_version_id=version.id, metadata={
+            "gate_passed": decision.gate_passed, "verdict": decision.verdict, "reason": decision.reason,
+            FAILED_RULES_KEY: [c.rule for c in decision.checks if not c.passed],
+            ARTIFACT_HASHES_KEY: artifact_hashes(version),
+            CONTRACT_KEY: contract, CONTRACT_DIGEST_KEY: contract_digest(contract),
+            "gate_f1": decision.gate.f1, "gate_roc_auc": decision.gate.roc_auc,
+            "gate_tolerance": decision.gate.tolerance,
+            "champion_version": champion.version if champion else "none",
+            "champion_f1_on_this_test_set": champion.metrics.f1 if champion and champion.metrics else -1.0,
+            "git_commit": git_commit(), "library_versions": library_versions(),
+        })
+        clearance = None
+        if decision.stage == "production":
+            try:
+                clearance = authorize(Client().get_model_version(model.name, model.id), "training promotion",
+                                      force=force, reason=force_reason, replaces=production if is_other else None)
+            except GateRefused as refusal:
+                decision = held_back(decision, refusal.violations)
+                log_metadata(model_version_id=version.id, metadata={"verdict": decision.verdict,
+                                                                    "reason": decision.reason})
+        if decision.stage == "production":
+            model.set_stage(ModelStages.PRODUCTION, force=True)
+        elif decision.stage == "staging":
+            model.set_stage(ModelStages.STAGING, force=True)
+        if clearance is not None and clearance.record() is not None:
+            decision = decision.model_copy(update={"overridden_rules": [v.rule for v in clearance.overridden]})
     return decision
