@@ -1,11 +1,12 @@
 """churnops command line: pick a pipeline and a config, apply overrides, run.
 
     python run.py --pipeline training [--config PATH] [--data synthetic|telco|PATH] [--rows N]
-    python run.py --pipeline deploy [--version N] [--serve | --stop]
-    python run.py --pipeline rollback [--to VERSION] [--reason TEXT]
+    python run.py --pipeline deploy [--version N] [--serve | --stop] [--force --reason TEXT]
+    python run.py --pipeline rollback [--to VERSION] [--reason TEXT] [--force]
     python run.py --pipeline monitoring [--window-hours H | --last N]
     python run.py --pipeline simulate --requests N [--drift none|low|high] [--feedback]
     python run.py --models | --feedback FILE | --stack NAME
+    python run.py --prune-logs [--retention-days N] | --forget-customer ID [ID ...]
 
 Run ``python run.py --help`` for every option.
 """
@@ -15,6 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from churnops.exit_codes import describe as describe_exit_codes
 
 PIPELINES = ("training", "deploy", "rollback", "monitoring", "simulate")
 
@@ -50,11 +53,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="run.py", description="churnops: train, serve and monitor a churn model on ZenML.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="State lives in $CHURNOPS_HOME (default: .churnops/ in the project).",
+        epilog="State lives in $CHURNOPS_HOME (default: .churnops/ in the project).\n\nExit codes:\n"
+               + describe_exit_codes(),
     )
     action = parser.add_mutually_exclusive_group()
     action.add_argument("--pipeline", choices=PIPELINES, help="pipeline or action to run (default: training)")
     action.add_argument("--models", action="store_true", help="list model versions with stage, metrics and Bento tag")
+    action.add_argument("--prune-logs", action="store_true",
+                        help="delete inference-log days and feedback older than the retention period")
+    action.add_argument("--forget-customer", nargs="+", metavar="ID",
+                        help="erase every inference-log, feedback and retraining record of these customer ids "
+                             "(audited in $CHURNOPS_HOME/audit/erasure.jsonl, counts only)")
     parser.add_argument("--feedback", nargs="?", const=True, metavar="FILE",
                         help="alone: ingest a CSV of actual outcomes (columns: id, outcome); "
                              "with --pipeline simulate and no FILE: also write outcome labels")
@@ -75,11 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--rows", type=positive_int, metavar="N", help="rows of synthetic data")
     training.add_argument("--seed", type=int, metavar="N", help="seed of synthetic data")
     training.add_argument("--report-md", type=Path, metavar="PATH", help="write a Markdown metrics report")
+    training.add_argument("--fail-on-reject", action="store_true",
+                          help="exit 5 whenever the candidate is not promoted (also when it only lost the "
+                               "champion comparison)")
 
     deploy = parser.add_argument_group("deploy / rollback")
     deploy.add_argument("--version", metavar="N", help="model version to deploy (default: production)")
     deploy.add_argument("--to", metavar="VERSION", help="version to roll back to (default: the previous production)")
-    deploy.add_argument("--reason", metavar="TEXT", help="why: recorded on both versions of a rollback")
+    deploy.add_argument("--reason", metavar="TEXT",
+                        help="why: recorded on both versions of a rollback, and on the version a --force overrides")
+    deploy.add_argument("--force", action="store_true",
+                        help="override the gate's refusal (training, deploy, rollback); needs --reason TEXT, "
+                             "recorded on the version with who and when")
     serving = deploy.add_mutually_exclusive_group()
     serving.add_argument("--serve", action="store_true", help="start the service in the background")
     serving.add_argument("--stop", action="store_true", help="stop the running local deployment")
@@ -94,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     monitoring.add_argument("--drift", choices=("none", "low", "high"), default="none",
                             help="drift of simulated traffic")
     monitoring.add_argument("--url", metavar="URL", help="service URL (default: the recorded local deployment)")
+
+    retention = parser.add_argument_group("retention / erasure")
+    retention.add_argument("--retention-days", type=positive_int, metavar="N",
+                           help="with --prune-logs: keep N days (default: retention.retention_days of "
+                                "configs/serving.yaml)")
     return parser
 
 
@@ -104,8 +125,14 @@ def dispatch(args: argparse.Namespace) -> int:
     # Heavy imports only after the environment points every library at the state folder.
     from churnops import commands
 
+    if args.retention_days is not None and not args.prune_logs:
+        raise commands.UserError("--retention-days only goes with --prune-logs")
     if args.models:
         return commands.run_models(args, paths)
+    if args.prune_logs:
+        return commands.run_prune_logs(args, paths)
+    if args.forget_customer:
+        return commands.run_forget_customer(args, paths)
     if isinstance(args.feedback, str) and args.pipeline is None:
         return commands.run_feedback(Path(args.feedback), args, paths)
     if args.feedback is not None and args.pipeline != "simulate":
@@ -116,13 +143,15 @@ def dispatch(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.force and not (args.reason and args.reason.strip()):
+        parser.error("--force needs --reason TEXT: why the gate is overridden (recorded on the version)")
     from churnops.commands import UserError
 
     try:
         return dispatch(args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return error.code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -62,6 +62,14 @@ class StatePaths:
         return self.home / "feedback" / "feedback.parquet"
 
     @property
+    def retraining_dir(self) -> Path:
+        return self.home / "retraining"
+
+    @property
+    def erasure_audit_log(self) -> Path:
+        return self.home / "audit" / "erasure.jsonl"
+
+    @property
     def deployment_file(self) -> Path:
         return self.home / "deployment.json"
 

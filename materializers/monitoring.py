@@ -26,6 +26,7 @@ from churnops.monitoring.evidently_reports import EvidentlyReport
 from churnops.monitoring.inference_log import LogReadSummary, SchemaCheck
 from churnops.monitoring.performance import LivePerformance
 from churnops.monitoring.report import MonitoringReport
+from churnops.monitoring.retention import RetentionSummary
 from materializers.base import JsonReportMaterializer
 
 
@@ -181,3 +182,33 @@ class AlertDeliveryMaterializer(JsonReportMaterializer):
 
     def key_figures(self, data: AlertDelivery) -> dict[str, MetadataType]:
         return {"alert_raised": data.raised, "channels": data.channels}
+
+
+class RetentionSummaryMaterializer(JsonReportMaterializer):
+    SKIP_REGISTRATION: ClassVar[bool] = False
+    ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (RetentionSummary,)
+
+    def render(self, data: RetentionSummary) -> str:
+        if not data.enabled:
+            return html.page("Retention", "<p>No retention period is configured (<code>retention_days: null</code>): "
+                                          "the inference log and the feedback log are kept forever.</p>")
+        removed = (f"{data.oldest_removed} .. {data.newest_removed}" if data.partitions_removed else "none")
+        problems = (html.table(["problem"], [[p] for p in data.problems]) if data.problems
+                    else "<p class='ok'>Nothing failed.</p>")
+        return html.page(
+            f"Retention: {data.retention_days} days",
+            html.cards({"cutoff": data.cutoff.isoformat(timespec="seconds") if data.cutoff else "",
+                        "partitions removed": data.partitions_removed, "log records removed": data.log_records_removed,
+                        "feedback records removed": data.feedback_records_removed,
+                        "partitions kept": data.partitions_kept, "feedback records kept": data.feedback_records_kept}),
+            f"<p class='muted'>{html.fmt(data.log_dir)} · removed days {html.fmt(removed)} "
+            f"({data.log_files_removed} files, {data.log_bytes_removed:,} bytes) · oldest day kept "
+            f"{html.fmt(data.oldest_kept)} · {html.fmt(data.feedback_path)}</p>",
+            problems)
+
+    def key_figures(self, data: RetentionSummary) -> dict[str, MetadataType]:
+        figures: dict[str, MetadataType] = {"retention_days": data.retention_days or "forever",
+                                            "partitions_removed": data.partitions_removed,
+                                            "log_records_removed": data.log_records_removed,
+                                            "feedback_records_removed": data.feedback_records_removed}
+        return figures

@@ -7,6 +7,7 @@ from steps.monitoring import (
     decide_action,
     detect_feature_drift,
     detect_output_drift,
+    enforce_retention,
     load_feedback,
     load_inference_window,
     score_live_performance,
@@ -27,16 +28,20 @@ def monitoring_pipeline(
     report: dict[str, Any] | None = None,
     retrain_on_drift: bool = False,
     webhook_url: str | None = None,
+    retention_days: int | None = None,
 ) -> None:
     """Window of served predictions vs the production version's training data → decision → alert.
 
     The model version (production, through the Model Control Plane) and every parameter come
-    from configs/monitoring.yaml; retraining, when decided, is started by the caller.
+    from configs/monitoring.yaml; retraining, when decided, is started by the caller. Records older
+    than ``retention_days`` are removed first, so nothing past its retention period is read.
     """
     model = get_pipeline_context().model
     dataset_schema = model.get_artifact("dataset_schema")
-    window, log_read_summary, schema_check = load_inference_window(dataset_schema, log_dir, window_hours, last)
-    feedback = load_feedback(feedback_path)
+    retention = enforce_retention(log_dir, feedback_path, retention_days)
+    window, log_read_summary, schema_check = load_inference_window(dataset_schema, log_dir, window_hours, last,
+                                                                   after=retention)
+    feedback = load_feedback(feedback_path, after=retention)
     data_drift = detect_feature_drift(window, model.get_artifact("reference_profile"), dataset_schema, schema_check,
                                       thresholds)
     prediction_drift = detect_output_drift(window, model.get_artifact("test_predictions"), thresholds)

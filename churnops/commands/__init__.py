@@ -6,11 +6,17 @@ import argparse
 import importlib
 from pathlib import Path
 
+from churnops.exit_codes import ExitCode
 from churnops.settings import StatePaths
 
 
 class UserError(Exception):
-    """Something the user can fix; shown as a one-line error without a traceback."""
+    """Something the user can fix; shown as an error without a traceback, exit ``code``
+    (``churnops.exit_codes``: 2 by default, 4 for a gate refusal)."""
+
+    def __init__(self, message: str, code: int = ExitCode.USAGE) -> None:
+        super().__init__(message)
+        self.code = int(code)
 
 
 def run_pipeline(name: str, args: argparse.Namespace, paths: StatePaths) -> int:
@@ -37,3 +43,15 @@ def run_feedback(path: Path, args: argparse.Namespace, paths: StatePaths) -> int
     from churnops.commands import feedback
 
     return feedback.run(path, args, paths)
+
+
+def run_prune_logs(args: argparse.Namespace, paths: StatePaths) -> int:
+    from churnops.commands import retention
+
+    return retention.prune(args, paths)
+
+
+def run_forget_customer(args: argparse.Namespace, paths: StatePaths) -> int:
+    from churnops.commands import retention
+
+    return retention.forget(args, paths)

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from churnops.commands import UserError
+from churnops.commands.retention import resolve_retention_days
 from churnops.dataset_schema import DatasetSchema
 from churnops.monitoring.decision import DecisionRules
 from churnops.monitoring.drift import DriftThresholds
@@ -81,6 +82,7 @@ def resolve_config(config: dict[str, Any], paths: StatePaths, *, window_hours: f
     params["log_dir"] = str(Path(params.get("log_dir") or inference_log_dir(paths)).expanduser())
     params["feedback_path"] = str(Path(params.get("feedback_path") or paths.feedback_log).expanduser())
     params["alert_log"] = str(Path(params.get("alert_log") or monitoring_dir(paths) / "alerts.jsonl").expanduser())
+    params["retention_days"] = resolve_retention_days(params.get("retention_days"))
     if no_cache:
         resolved["enable_cache"] = False
     return resolved, retraining
@@ -147,7 +149,7 @@ def build_retraining_data(model_version: Any, params: dict[str, Any], settings: 
     reference = pd.concat([model_version.get_artifact("train_set").load(),
                            model_version.get_artifact("test_set").load()], ignore_index=True)
     production = labelled_production_rows(Path(params["log_dir"]), Path(params["feedback_path"]), schema, settings)
-    folder = paths.home / "retraining" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    folder = paths.retraining_dir / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return write_training_table(reference, production, schema, settings, folder)
 
 
@@ -190,6 +192,12 @@ def run_monitoring(config_path: Path, paths: StatePaths, *, window_hours: float 
     version = require_production(model_name)
     window = WindowSpec(hours=params.get("window_hours"), last=params.get("last"))
     if not window_has_rows(Path(params["log_dir"]), window):
+        # No pipeline run, but retention still applies.
+        from churnops.monitoring.retention import enforce_retention
+
+        retention = enforce_retention(Path(params["log_dir"]), Path(params["feedback_path"]), params["retention_days"])
+        if retention.enabled:
+            print(retention.describe())
         message = (f"empty window: no predictions logged in the {window.describe()} under {params['log_dir']}; "
                    "nothing to monitor. Send traffic first (python run.py --pipeline simulate --requests 500) "
                    "or widen the window (--window-hours H, --last N).")
@@ -210,7 +218,10 @@ def run_monitoring(config_path: Path, paths: StatePaths, *, window_hours: float 
     run = Client().get_pipeline_run(run.id)
     report: MonitoringReport = _step_output(run, "decide_action", "monitoring_report")
     delivery = _step_output(run, "send_alert", "alert_delivery")
+    retention = _step_output(run, "enforce_retention", "retention_summary")
     print("\n" + format_console(report))
+    if retention.enabled:
+        print(f"\n  {retention.describe()}")
     if delivery.raised:
         where = ", ".join(delivery.channels)
         print(f"\n  Alert sent ({where}); alert log {delivery.alert_log}"
@@ -221,7 +232,10 @@ def run_monitoring(config_path: Path, paths: StatePaths, *, window_hours: float 
     summary: dict[str, Any] = {"model_name": model_name, "model_version": report.decision.model_version,
                                **report.decision.key_figures(), "reasons": report.decision.reasons,
                                "run_name": run.name, "run_id": str(run.id), "alert_channels": delivery.channels,
-                               "reports": reports, "retrain_triggered": False}
+                               "reports": reports, "retrain_triggered": False,
+                               "retention_days": retention.retention_days,
+                               "retention_partitions_removed": retention.partitions_removed,
+                               "retention_feedback_records_removed": retention.feedback_records_removed}
     if report.decision.action == "retrain":
         outcome = retrain(version, params, retraining, paths)
         summary.update(outcome)

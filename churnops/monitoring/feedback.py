@@ -58,17 +58,33 @@ def read_feedback(path: Path) -> pd.DataFrame:
     return frame[FEEDBACK_COLUMNS]
 
 
-def append_feedback(path: Path, records: pd.DataFrame) -> int:
-    """Append ``records`` (FEEDBACK_COLUMNS) atomically; return the number of rows in the log."""
-    combined = pd.concat([read_feedback(path), records[FEEDBACK_COLUMNS]], ignore_index=True)
-    combined["outcome"] = combined["outcome"].astype("int64")
-    combined["received_at"] = pd.to_datetime(combined["received_at"], utc=True).astype("datetime64[ns, UTC]")
+def feedback_lock_path(path: Path) -> Path:
+    """The lock file every read-modify-write of the feedback log at ``path`` holds (ingestion,
+    retention, erasure), so none of them writes back rows another has just removed or added."""
+    return path.with_name(f".{path.name}.lock")
+
+
+def write_feedback(path: Path, frame: pd.DataFrame) -> None:
+    """Write the whole feedback log atomically (a dot-named temporary file, then a rename)."""
+    frame = frame[FEEDBACK_COLUMNS].copy()
+    frame["outcome"] = frame["outcome"].astype("int64")
+    frame["received_at"] = pd.to_datetime(frame["received_at"], utc=True).astype("datetime64[ns, UTC]")
     for column in ("request_id", "customer_key"):
-        combined[column] = combined[column].astype(object).where(combined[column].notna(), None)
+        frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    combined.to_parquet(partial, index=False)
+    frame.to_parquet(partial, index=False)
     partial.replace(path)
+
+
+def append_feedback(path: Path, records: pd.DataFrame) -> int:
+    """Append ``records`` (FEEDBACK_COLUMNS) atomically; return the number of rows in the log."""
+    from churnops.locking import exclusive_lock
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(feedback_lock_path(path)):
+        combined = pd.concat([read_feedback(path), records[FEEDBACK_COLUMNS]], ignore_index=True)
+        write_feedback(path, combined)
     return len(combined)
 
 

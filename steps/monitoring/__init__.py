@@ -2,6 +2,7 @@ from steps.monitoring.build_evidently_reports import build_evidently_reports
 from steps.monitoring.decide_action import decide_action
 from steps.monitoring.detect_feature_drift import detect_feature_drift
 from steps.monitoring.detect_output_drift import detect_output_drift
+from steps.monitoring.enforce_retention import enforce_retention
 from steps.monitoring.load_feedback import load_feedback
 from steps.monitoring.load_inference_window import load_inference_window
 from steps.monitoring.score_live_performance import score_live_performance
@@ -12,6 +13,7 @@ __all__ = [
     "decide_action",
     "detect_feature_drift",
     "detect_output_drift",
+    "enforce_retention",
     "load_feedback",
     "load_inference_window",
     "score_live_performance",

@@ -1,0 +1,24 @@
+"""An exclusive advisory lock on a file, for read-modify-write of shared state files.
+
+``flock`` locks belong to the open file: the kernel releases them when the holder exits, even
+under ``kill -9``, so a crashed process never leaves a stale lock behind.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing; its folder must exist)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
