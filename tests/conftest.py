@@ -7,6 +7,7 @@ when they are first imported (test modules import them while being collected).
 from __future__ import annotations
 
 import atexit
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -18,6 +19,8 @@ from churnops.settings import StatePaths, configure_environment, state_paths
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="churnops-test-"))
 SESSION_PATHS = configure_environment(_SESSION_HOME)
 atexit.register(shutil.rmtree, _SESSION_HOME, ignore_errors=True)
+# Hypothesis (tests/test_fuzz_runtime.py) caches data under ./.hypothesis unless told otherwise.
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(_SESSION_HOME / "hypothesis"))
 
 
 @pytest.fixture(scope="session")

@@ -242,7 +242,8 @@ class RequestContract:
         """``/predict_batch``: a JSON array of customer records."""
         try:
             records = self._batch_decoder.decode(body)
-        except (msgspec.ValidationError, msgspec.DecodeError) as error:
+        # msgspec 0.22 raises UnicodeDecodeError, not DecodeError, for invalid UTF-8 in an object key.
+        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as error:
             # The slow path only runs for bad requests: pydantic gives the canonical message.
             try:
                 self._batch.validate_json(body)
