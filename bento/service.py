@@ -2,7 +2,9 @@
 
 Endpoints: ``POST /predict`` (one customer or a list), ``POST /predict_batch`` (a JSON array
 of records or a CSV upload), ``GET /model_info`` (also ``/model-info``), BentoML's
-``/healthz``, ``/readyz``, ``/metrics`` and the Swagger UI at ``/``.
+``/healthz``, ``/readyz``, ``/metrics``, ``/health`` (as ``/healthz``) and the Swagger UI at ``/``
+(bento/docs_page.py: same-origin files only). With an API key configured (``auth:`` in
+configs/serving.yaml) everything but the probes, metrics and docs needs it (bento/api_key_auth.py).
 
 Which model: the bento argument ``model_tag`` (a BentoML model tag). ``run.py --pipeline
 deploy`` builds a Bento with it pinned; ``bentoml serve bento/service.py:ChurnService --arg
@@ -26,10 +28,13 @@ import bentoml
 import numpy as np
 from fastapi import FastAPI
 from pydantic import BaseModel
-from starlette.responses import Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
+from bento.api_key_auth import ApiKeyAuth, document_api_key
+from bento.docs_page import SPEC_PATH, add_docs_routes
 from bento.limits import BodySizeLimit
 from bento.request_body import documented_output, raw_body_spec
+from churnops.serving.api_keys import configured_api_keys
 from churnops.serving.config import load_serving_config
 from churnops.serving.contract import (
     MAX_ID_LENGTH,
@@ -39,7 +44,8 @@ from churnops.serving.contract import (
     RequestContract,
     RequestError,
 )
-from churnops.serving.packaging import read_schema
+from churnops.serving.log_metrics import InferenceLogMetrics
+from churnops.serving.packaging import FILES_SHA256_KEY, read_schema, verify_model_files
 from churnops.serving.runtime import REQUEST_ID_HEADER, Answer, ServingRuntime
 from churnops.settings import state_paths
 
@@ -60,6 +66,14 @@ if "CHURNOPS_HOME" not in os.environ:
     logger.warning("CHURNOPS_HOME is not set: the inference log and salt go to %s; run "
                    '`eval "$(python -m churnops.settings)"` first to use the project state folder',
                    state_paths().home)
+# The accepted API keys (auth: in configs/serving.yaml); a malformed one stops the start-up.
+API_KEYS = configured_api_keys(CONFIG.auth)
+if not API_KEYS and bentoml.server_context.worker_index == 1:  # once per server, not per process
+    logger.warning("The API is unauthenticated: anyone who reaches this port can score and read model details. "
+                   "Set %s (one key of 16+ characters, or several comma-separated)%s to require it as "
+                   "`Authorization: Bearer <key>` or `X-API-Key: <key>`; see auth: in configs/serving.yaml",
+                   CONFIG.auth.key_env, f", or the ZenML secret '{CONFIG.auth.zenml_secret}' (key "
+                   f"'{CONFIG.auth.zenml_secret_key}') read by run.py," if CONFIG.auth.zenml_secret else "")
 MODEL = bentoml.models.BentoModel(ARGUMENTS.model_tag)
 
 # The request contract is generated from the dataset schema stored with the model, so the
@@ -70,6 +84,8 @@ if _stored is None:
         f"model '{ARGUMENTS.model_tag}' is not in the BentoML store at $BENTOML_HOME; "
         "package one with `python run.py --pipeline deploy`"
     )
+# Refuse to start (the worker never turns ready) on any model file that changed since packaging.
+verify_model_files(Path(_stored.path), _stored.info.metadata.get(FILES_SHA256_KEY))
 _contract = RequestContract(read_schema(Path(_stored.path)), CONFIG.limits.max_predict_customers,
                             CONFIG.limits.max_batch_rows)
 PREDICT_INPUT = raw_body_spec("PredictInput", _contract.predict_input)
@@ -78,6 +94,21 @@ PREDICT_OUTPUT = documented_output("PredictOutput", Prediction | list[Prediction
 BATCH_OUTPUT = documented_output("PredictBatchOutput", BatchPrediction)
 
 info_app = FastAPI(title="churn model info", docs_url=None, redoc_url=None, openapi_url=None)
+# Ahead of BentoML's own routes for / (its page embeds Google Tag Manager): our docs page.
+add_docs_routes(info_app, enabled=CONFIG.docs.enabled, title="churn_service API")
+
+
+@info_app.get("/health", tags=["Infrastructure"], response_class=PlainTextResponse)
+async def health() -> PlainTextResponse:
+    """Liveness, as /healthz (the name the seed service used)."""
+    return PlainTextResponse("\n")
+
+
+if API_KEYS:
+    @info_app.get(SPEC_PATH, include_in_schema=False)
+    async def openapi_with_api_key() -> JSONResponse:
+        """BentoML's /docs.json plus the API key's security schemes, so the docs page can send it."""
+        return JSONResponse(document_api_key(ChurnService.openapi_spec.asdict(), CONFIG.auth.protect_metrics))
 
 
 @bentoml.asgi_app(info_app, path="/")
@@ -88,7 +119,10 @@ class ChurnService:
     def __init__(self) -> None:
         stored = self.bento_model
         # Loaded once per worker process; the compiled scorer is parity-checked here.
-        self.runtime = ServingRuntime(Path(stored.path), str(stored.tag), CONFIG, state_paths(), _contract)
+        # In the worker, after BentoML has set PROMETHEUS_MULTIPROC_DIR (as PredictionMetrics).
+        log_metrics = InferenceLogMetrics() if CONFIG.inference_log.enabled else None
+        self.runtime = ServingRuntime(Path(stored.path), str(stored.tag), CONFIG, state_paths(), _contract,
+                                      log_stats_observer=log_metrics.observe if log_metrics else None)
         self.metrics = PredictionMetrics.shared()
         # Everything loaded so far lives as long as the worker: keep it out of the cyclic GC's
         # full collections, which otherwise walk the whole heap and stall requests. A 1k-row
@@ -129,6 +163,8 @@ class ChurnService:
                 result = await anyio.to_thread.run_sync(answer, request_id)
             else:
                 result = answer(request_id)
+            if result.log_group is not None:  # durable inference log: answer once the record is on disk
+                await self.runtime.logged(result.log_group)
         except RequestError as error:
             # BentoML copies ctx.response's status onto the returned Response.
             ctx.response.status_code = error.status
@@ -139,6 +175,8 @@ class ChurnService:
         return Response(result.body, media_type="application/json", headers={"X-Request-ID": result.request_id})
 
 
+if API_KEYS:  # outermost of ours: a client without a key is refused before its body is read
+    ChurnService.add_asgi_middleware(ApiKeyAuth, keys=API_KEYS, protect_metrics=CONFIG.auth.protect_metrics)
 ChurnService.add_asgi_middleware(BodySizeLimit, max_bytes=CONFIG.limits.max_body_bytes)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -44,10 +44,19 @@ class InferenceLogOptions(_Strict):
     flush_rows: int = Field(50_000, ge=1)
     flush_seconds: float = Field(2.0, gt=0)
     max_pending_rows: int = Field(1_000_000, ge=1)
+    # buffered: answers do not wait for the log; durable: an answer waits until its record is
+    # on disk (group commit; churnops/serving/inference_log.py).
+    mode: Literal["buffered", "durable"] = "buffered"
 
     def resolved_directory(self, paths: StatePaths) -> Path:
         chosen = os.environ.get(LOG_DIR_ENV) or self.directory
         return Path(chosen).expanduser().resolve() if chosen else paths.inference_log_dir
+
+
+class RetentionOptions(_Strict):
+    """How long the inference log and the feedback log keep records (null: forever)."""
+
+    retention_days: int | None = Field(None, ge=1)
 
 
 class PseudonymOptions(_Strict):
@@ -55,11 +64,33 @@ class PseudonymOptions(_Strict):
     salt_file: str = "secrets/customer_salt"
 
 
+class AuthOptions(_Strict):
+    """Optional API key (bento/api_key_auth.py). With none configured the API is open."""
+
+    # The accepted key(s), comma-separated while rotating; the service reads only this variable.
+    key_env: str = Field("CHURNOPS_API_KEY", min_length=1)
+    # Also require the key on /metrics (health probes and the docs page always stay open).
+    protect_metrics: bool = False
+    # On ZenML stacks the CLI that starts the service (churnops.api_key) fills key_env from this
+    # ZenML secret when the variable is unset; null: never look one up.
+    zenml_secret: str | None = "churnops-api-key"
+    zenml_secret_key: str = Field("api_key", min_length=1)
+
+
+class DocsOptions(_Strict):
+    """The Swagger UI page at ``/`` (bento/docs_page.py); ``/docs.json`` stays either way."""
+
+    enabled: bool = True
+
+
 class ServingConfig(_Strict):
     service: ServiceOptions = Field(default_factory=ServiceOptions)
     limits: Limits = Field(default_factory=Limits)
     inference_log: InferenceLogOptions = Field(default_factory=InferenceLogOptions)
     pseudonymisation: PseudonymOptions = Field(default_factory=PseudonymOptions)
+    retention: RetentionOptions = Field(default_factory=RetentionOptions)
+    auth: AuthOptions = Field(default_factory=AuthOptions)
+    docs: DocsOptions = Field(default_factory=DocsOptions)
 
 
 def load_serving_config(path: str | os.PathLike[str] | None = None) -> ServingConfig:

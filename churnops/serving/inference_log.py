@@ -20,10 +20,34 @@ hashes customer ids, builds Arrow tables over the buffers without copying and wr
 Files appear atomically, so readers never see half a file. A failed write keeps its rows and
 retries; when too many rows are pending, ``append`` waits for the writer rather than dropping
 records. ``close()`` writes everything that is left.
+
+Two modes (``inference_log.mode`` in configs/serving.yaml):
+
+- ``buffered`` (the default): rows are written every ``flush_rows`` rows or ``flush_seconds``
+  after the oldest unwritten one, and the answer does not wait. A ``kill -9`` (or a power loss)
+  loses the rows not yet written: at most those appended in the last ``flush_seconds`` plus the
+  duration of the write in progress (tests/test_inference_log_crash.py measures it).
+- ``durable``: an answer is sent only once its rows are on disk. The request path appends as
+  above, then awaits :meth:`InferenceLogWriter.committed` with the group number ``append``
+  returned, on the event loop, without blocking it. Group commit: the writer thread takes all
+  rows appended so far as one group, appends them to its open journal (``.<name>.open``, the
+  group's column buffers and hashed customer keys: ``churnops.serving.log_journal``), fsyncs it
+  once (and its folder, when the journal is new) and resolves the group's futures with one
+  ``call_soon_threadsafe`` per event loop; requests that arrive meanwhile form the next group.
+  One journal per writer, not a file per group: every ``flush_rows`` rows or ``flush_seconds``,
+  at a day's end and on close, it is published as one LZ4 IPC file (built, written and fsynced
+  as in the buffered mode) and removed, so the file count is the buffered mode's and readers
+  see records as late as there. If a write fails, the group's requests get an error (503)
+  rather than an answer, and the rows are kept and written again.
+
+Every writer holds a lock file while it runs, and at start-up publishes what dead writers left
+unfinished (a killed durable writer's open file holds every group it committed), see
+``churnops.serving.log_recovery``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import logging
 import os
@@ -31,6 +55,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,13 +65,20 @@ import pyarrow as pa
 
 from churnops.dataset_schema import DatasetSchema
 from churnops.serving.contract import FeatureBatch
-from churnops.serving.log_format import LOG_FILE_SUFFIX, write_log_file
+from churnops.serving.log_format import LOG_FILE_SUFFIX, fsync_directory, write_log_file
+from churnops.serving.log_journal import Journal, LogLayout, LogRows, build_log_table, publish_unfinished
+from churnops.serving.log_recovery import RecoverySummary, WriterLock, recover_unfinished_files
 from churnops.serving.pseudonym import CustomerKeyHasher
 
 logger = logging.getLogger(__name__)
 
 NS_PER_DAY = 86_400 * 10**9
 KEY_SLICE = 8192
+LOG_MODES = ("buffered", "durable")
+
+
+class InferenceLogUnavailable(RuntimeError):
+    """Durable mode: a group's rows could not be written, so its requests must not be answered."""
 
 
 class _Rows:
@@ -55,6 +87,7 @@ class _Rows:
 
     def __init__(self, capacity: int, numeric_columns: int, categorical_columns: int) -> None:
         self.size = 0
+        self.group = 0  # durable mode: the commit group these rows form (set when the writer takes them)
         self.numeric = np.empty((numeric_columns, capacity), dtype=np.float64)
         self.codes = np.empty((categorical_columns, capacity), dtype=np.int32)
         self.probability = np.empty(capacity, dtype=np.float64)
@@ -117,6 +150,7 @@ class WriterStats:
     rows_appended: int = 0
     rows_written: int = 0
     files_written: int = 0
+    commits: int = 0  # durable mode: fsynced group commits (each carries one or more groups)
     write_errors: int = 0
     last_error: str | None = None
 
@@ -133,7 +167,12 @@ class InferenceLogWriter:
         flush_seconds: float = 2.0,
         max_pending_rows: int = 1_000_000,
         writer_id: str | None = None,
+        mode: str = "buffered",
+        stats_observer: Callable[[WriterStats, int], None] | None = None,
     ) -> None:
+        if mode not in LOG_MODES:
+            raise ValueError(f"inference log mode must be one of {', '.join(LOG_MODES)}, not {mode!r}")
+        self.durable = mode == "durable"
         self.directory = Path(directory)
         self.schema = schema
         self.model_name = model_name
@@ -144,8 +183,11 @@ class InferenceLogWriter:
         self.max_pending_rows = max_pending_rows
         self.writer_id = writer_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.stats = WriterStats()
+        # Called by the writer thread after each write attempt (stats, pending rows): Prometheus metrics.
+        self._stats_observer = stats_observer
         self._hasher = CustomerKeyHasher(salt) if salt is not None and schema.id_column else None
-        self._dictionaries = [pa.array(f.categories, type=pa.string()) for f in schema.categorical]
+        self._layout = LogLayout(model_name, model_version, schema.numeric_names,
+                                 [(f.name, list(f.categories)) for f in schema.categorical])
         # Buffers start at the flush size (bounded: they grow on demand) and are filled in place.
         self._capacity = min(flush_rows, max_pending_rows, 65_536)
         # A written buffer is reused: its memory is already mapped and warm, fresh pages are not.
@@ -158,8 +200,19 @@ class InferenceLogWriter:
         self._closing = False
         self._busy = False
         self._condition = threading.Condition()
+        # Durable mode: appends wake the writer at once; groups are numbered from 1.
+        self._wake_rows = 1 if self.durable else flush_rows
+        self._group = 1  # the group appends join now
+        self._committed = 0  # the last group on disk
+        self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._open: Journal | None = None
+        self._open_day = -1
+        self._publish_now = False
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._thread = threading.Thread(target=self._run, name=f"inference-log-{self.writer_id}", daemon=True)
+        self._lock = WriterLock(self.directory, self.writer_id)
+        self.recovery: RecoverySummary = recover_unfinished_files(self.directory, self.writer_id)
+        self._thread = threading.Thread(target=self._run_durable if self.durable else self._run,
+                                        name=f"inference-log-{self.writer_id}", daemon=True)
         self._thread.start()
         atexit.register(self.close)
 
@@ -171,9 +224,11 @@ class InferenceLogWriter:
 
     # -- request path
     def append(self, batch: FeatureBatch, request_ids: list[str] | None, probabilities: np.ndarray,
-               labels: np.ndarray, timestamp_ns: int | None = None, base_id: str | None = None) -> None:
+               labels: np.ndarray, timestamp_ns: int | None = None, base_id: str | None = None) -> int:
         """Record scored rows. Give each row's ``request_ids``, or a ``base_id``: a row's id is
-        then its record's own, else ``<base_id>-<row>`` (recorded as ``base_id`` and ``row``)."""
+        then its record's own, else ``<base_id>-<row>`` (recorded as ``base_id`` and ``row``).
+        Returns the commit group the rows joined: in durable mode, ``await committed(group)``
+        before answering."""
         if request_ids is None and base_id is None:
             raise ValueError("append needs request_ids or a base_id")
         rows = len(batch)
@@ -188,8 +243,23 @@ class InferenceLogWriter:
             self.stats.rows_appended += rows
             if self._oldest is None:
                 self._oldest = time.monotonic()
-            if self._current.size >= self.flush_rows:
+            if self._current.size >= self._wake_rows:
                 self._condition.notify_all()
+            return self._group
+
+    async def committed(self, group: int) -> None:
+        """Durable mode: return once the rows of ``group`` (from :meth:`append`) are on disk;
+        raises :class:`InferenceLogUnavailable` if writing them failed. Waits on the calling
+        event loop (the writer thread resolves a future), so other requests go on meanwhile."""
+        if self._committed >= group:
+            return
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        with self._condition:
+            if self._committed >= group:
+                return
+            self._waiters.append((group, loop, future))
+        await future
 
     # -- control
     def flush(self, timeout: float = 30.0) -> bool:
@@ -197,8 +267,9 @@ class InferenceLogWriter:
         deadline = time.monotonic() + timeout
         with self._condition:
             self._oldest = 0.0 if self._pending_rows else self._oldest  # due now
+            self._publish_now = self.durable  # and the open file published
             self._condition.notify_all()
-            while self._pending_rows or self._busy:
+            while self._pending_rows or self._busy or self._publish_now:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -212,8 +283,11 @@ class InferenceLogWriter:
             self._closing = True
             self._condition.notify_all()
         self._thread.join(timeout)
-        if self._thread.is_alive() or self._pending_rows:
+        if self._thread.is_alive() or self._pending_rows or self._open is not None:
+            # The lock file stays: the next writer to start recovers what is left.
             logger.error("inference log closed with %d rows unwritten", self._pending_rows)
+        else:
+            self._lock.release()
 
     # -- writer thread
     def _due(self) -> bool:
@@ -222,6 +296,14 @@ class InferenceLogWriter:
         if self._closing or self._filled or self._current.size >= self.flush_rows:
             return True
         return self._oldest is not None and time.monotonic() - self._oldest >= self.flush_seconds
+
+    def _seconds_until_due(self) -> float:
+        """Wake exactly when the oldest pending row is ``flush_seconds`` old (a row appended to
+        an empty buffer is noticed within a quarter of that), so no row waits longer."""
+        idle = self.flush_seconds / 4
+        if self._oldest is None:
+            return idle
+        return min(idle, max(0.0, self._oldest + self.flush_seconds - time.monotonic()))
 
     def _run(self) -> None:
         _name_os_thread("inference-log")
@@ -232,7 +314,7 @@ class InferenceLogWriter:
                     if self._closing and not self._pending_rows:
                         self._condition.notify_all()
                         return
-                    self._condition.wait(self.flush_seconds / 4)
+                    self._condition.wait(self._seconds_until_due())
                 if self._current.size:
                     self._filled.append(self._current)
                     self._current = self._new_rows()
@@ -263,6 +345,156 @@ class InferenceLogWriter:
                 with self._condition:
                     self._busy = False
                     self._condition.notify_all()
+                self._report_stats()
+
+    # -- writer thread, durable mode
+    def _publish_due(self) -> bool:
+        opened = self._open
+        if opened is None:
+            return False
+        return (self._closing or self._publish_now or opened.rows >= self.flush_rows
+                or time.monotonic() - opened.opened >= self.flush_seconds)
+
+    def _seconds_until_publish(self) -> float | None:
+        if self._open is None:
+            return None  # an append, flush or close wakes the writer
+        return max(0.0, self._open.opened + self.flush_seconds - time.monotonic())
+
+    def _run_durable(self) -> None:
+        _name_os_thread("inference-log")
+        failures = 0
+        while True:
+            with self._condition:
+                while not self._pending_rows and not self._publish_due():
+                    if self._publish_now:  # nothing open: nothing to publish
+                        self._publish_now = False
+                        self._condition.notify_all()
+                    if self._closing:
+                        self._condition.notify_all()
+                        return
+                    self._condition.wait(self._seconds_until_publish())
+                if self._current.size:
+                    self._current.group, self._group = self._group, self._group + 1
+                    self._filled.append(self._current)
+                    self._current = self._new_rows()
+                groups = list(self._filled)
+                self._busy = True
+            try:
+                if groups:
+                    self._commit(groups)
+                    failures = 0
+                    with self._condition:
+                        for rows in groups:
+                            self._filled.pop(0)
+                            self._pending_rows -= rows.size
+                            rows.clear()
+                            self._spare = rows
+                        self._committed = groups[-1].group
+                        ready = self._take_waiters(self._committed)
+                    _settle(ready, None)
+                if self._publish_due():
+                    self._publish()
+            except Exception as error:  # disk full, permissions: fail the group's requests, keep its rows
+                failures += 1
+                self.stats.write_errors += 1
+                self.stats.last_error = f"{type(error).__name__}: {error}"
+                logger.exception("inference log commit failed (attempt %d); rows kept for retry", failures)
+                self._abandon_open_file()
+                if groups:
+                    with self._condition:
+                        failed = self._take_waiters(groups[-1].group)
+                    _settle(failed, InferenceLogUnavailable(f"the inference log could not be written: {error}"))
+                if self._closing and failures >= 3:
+                    logger.error("giving up on %d inference log rows at shutdown", self._pending_rows)
+                    with self._condition:
+                        self._publish_now = False
+                        self._busy = False
+                        left = self._take_waiters(self._group)
+                        self._condition.notify_all()
+                    _settle(left, InferenceLogUnavailable("the inference log closed before these rows were written"))
+                    return
+                time.sleep(min(0.1 * 2**failures, 5.0))
+            finally:
+                with self._condition:
+                    self._busy = False
+                    self._condition.notify_all()
+                self._report_stats()
+
+    def _report_stats(self) -> None:
+        """Hand the stats to the observer, from the writer thread; a failing observer never stops the log."""
+        if self._stats_observer is None:
+            return
+        try:
+            self._stats_observer(self.stats, self._pending_rows)
+        except Exception:
+            logger.exception("the inference log's stats observer failed")
+
+    def _take_waiters(self, group: int) -> list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]]:
+        """The waiters of groups up to ``group``, removed from the list (caller holds the lock)."""
+        taken = [waiter for waiter in self._waiters if waiter[0] <= group]
+        if taken:
+            self._waiters = [waiter for waiter in self._waiters if waiter[0] > group]
+        return taken
+
+    def _commit(self, groups: list[_Rows]) -> None:
+        """Append each group's rows to the open file as a record batch (per UTC day), then one fsync."""
+        rows_written = 0
+        for rows in groups:
+            log_rows = _log_rows(rows)
+            keys = self._keys(rows).to_pylist() if self._hasher else None  # pseudonyms only on disk
+            days = log_rows.timestamp // NS_PER_DAY
+            first, last = int(days.min()), int(days.max())
+            for day in range(first, last + 1):
+                selected = None if first == last else np.flatnonzero(days == day)
+                if selected is None:
+                    self._journal_for(day).append(log_rows, keys)
+                elif len(selected):
+                    self._journal_for(day).append(log_rows.take(selected),
+                                                  None if keys is None else [keys[i] for i in selected])
+            rows_written += rows.size
+        if self._open is not None:  # a day's file published meanwhile was synced as it closed
+            self._open.sync()
+        self.stats.rows_written += rows_written
+        self.stats.commits += 1
+
+    def _journal_for(self, day: int) -> Journal:
+        """The open journal of ``day``'s partition; at a new day, the previous one is published first."""
+        opened = self._open
+        if opened is not None and self._open_day == day:
+            return opened
+        if opened is not None:
+            self._publish()
+        date = datetime.fromtimestamp(day * 86_400, tz=UTC).strftime("%Y-%m-%d")
+        folder = self.directory / f"date={date}"
+        if not folder.is_dir():
+            folder.mkdir(parents=True, exist_ok=True)
+            fsync_directory(self.directory)
+        self._sequence += 1
+        self._open = Journal(folder / f"{self.writer_id}-{self._sequence:06d}{LOG_FILE_SUFFIX}", self._layout)
+        self._open_day = day
+        return self._open
+
+    def _publish(self) -> None:
+        """Close the open file and publish it under its final name (compacted, fsynced)."""
+        opened, self._open = self._open, None
+        if opened is not None:
+            opened.close()
+            publish_unfinished(opened.path, opened.final_path)
+            self.stats.files_written += 1
+        with self._condition:
+            self._publish_now = False
+
+    def _abandon_open_file(self) -> None:
+        """After a failure: keep what the open file had committed (published now if the disk
+        allows, else by the next writer to start) and start a new file for the retry."""
+        opened, self._open = self._open, None
+        if opened is None:
+            return
+        opened.abandon()
+        try:
+            publish_unfinished(opened.path, opened.final_path)
+        except Exception:  # the disk is still failing: recovery at the next start publishes it
+            logger.exception("could not publish %s after a failed write; left for recovery", opened.path)
 
     def _write(self, rows: _Rows) -> None:
         table = self._table(rows)
@@ -281,33 +513,45 @@ class InferenceLogWriter:
         self.stats.rows_written += table.num_rows
 
     def _table(self, rows: _Rows) -> pa.Table:
+        return build_log_table(self._layout, _log_rows(rows), self._keys(rows))
+
+    def _keys(self, rows: _Rows) -> pa.Array:
         n = rows.size
-        if self._hasher:
-            # Slices: each hashing call holds the GIL throughout (about 1 ms per 8k ids), so
-            # requests waiting for it are not held up for the whole buffer.
-            ids = rows.customer_ids
-            keys = pa.concat_arrays([self._hasher.keys(ids[i:i + KEY_SLICE]) for i in range(0, n, KEY_SLICE)])
+        if not self._hasher:
+            return pa.nulls(n, type=pa.string())
+        # Slices: each hashing call holds the GIL throughout (about 1 ms per 8k ids), so
+        # requests waiting for it are not held up for the whole buffer.
+        ids = rows.customer_ids
+        return pa.concat_arrays([self._hasher.keys(ids[i:i + KEY_SLICE]) for i in range(0, n, KEY_SLICE)])
+
+
+def _log_rows(rows: _Rows) -> LogRows:
+    n = rows.size
+    return LogRows(rows.numeric[:, :n], rows.codes[:, :n], rows.probability[:n], rows.label[:n],
+                   rows.timestamp[:n], rows.id_index[:n], rows.position[:n], rows.id_values)
+
+
+def _settle(waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]],
+            error: BaseException | None) -> None:
+    """Resolve the waiters' futures on their event loops: one wake-up per loop, not per request."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for _group, loop, future in waiters:
+        by_loop.setdefault(loop, []).append(future)
+    for loop, futures in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve, futures, error)
+        except RuntimeError:  # the loop has closed: nobody is waiting any more
+            continue
+
+
+def _resolve(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for future in futures:
+        if future.done():  # cancelled: the client went away
+            continue
+        if error is None:
+            future.set_result(None)
         else:
-            keys = pa.nulls(n, type=pa.string())
-        constant = pa.array(np.zeros(n, dtype=np.int32))  # one value per column: a dictionary of one
-        columns: dict[str, pa.Array] = {
-            "request_id": pa.DictionaryArray.from_arrays(pa.array(rows.id_index[:n]),
-                                                         pa.array(rows.id_values, type=pa.string())),
-            "request_row": pa.array(rows.position[:n], mask=rows.position[:n] < 0, type=pa.int32()),
-            "timestamp": pa.array(rows.timestamp[:n], type=pa.timestamp("ns", tz="UTC")),
-            "model_name": pa.DictionaryArray.from_arrays(constant, pa.array([self.model_name])),
-            "model_version": pa.DictionaryArray.from_arrays(constant, pa.array([self.model_version])),
-            "customer_key": keys,
-            "probability": pa.array(rows.probability[:n]),
-            "label": pa.array(rows.label[:n]),
-        }
-        for values, name in zip(rows.numeric[:, :n], self.schema.numeric_names, strict=True):
-            columns[name] = pa.array(values, mask=np.isnan(values), type=pa.float64())
-        for codes, dictionary, name in zip(rows.codes[:, :n], self._dictionaries, self.schema.categorical_names,
-                                           strict=True):
-            indices = pa.array(codes, mask=codes < 0, type=pa.int32())
-            columns[name] = pa.DictionaryArray.from_arrays(indices, dictionary)
-        return pa.table(columns)
+            future.set_exception(error)
 
 
 def _name_os_thread(name: str) -> None:

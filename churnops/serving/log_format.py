@@ -5,11 +5,18 @@ written under a dot-name and renamed, so a reader never sees half a file. A ``/p
 record without an id of its own is stored as its request's id plus ``request_row``, its
 position in the request; :func:`join_row_ids` turns that back into ``<request_id>-<row>``.
 
+Unfinished files have dot-names, which readers skip: ``.<name>.tmp`` (a file being written
+before its rename) and, in the durable log mode, ``.<name>.open`` (the journal of
+``churnops.serving.log_journal``). :func:`salvage_log_file` reads an IPC file up to its last
+complete record batch, which is how a buffered writer's file cut short by a kill is recovered
+(``churnops.serving.log_recovery``).
+
 Only pyarrow is imported here: the monitoring pipeline reads the log without the serving stack.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -18,16 +25,63 @@ import pyarrow.compute as pc
 import pyarrow.feather as feather
 
 LOG_FILE_SUFFIX = ".arrow"
+TEMP_SUFFIX = ".tmp"
+OPEN_SUFFIX = ".open"
 # LZ4 on the calling thread: on a busy serving core a pool thread would only add switches.
 _WRITE_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4", use_threads=False)
+# An IPC file starts with "ARROW1" padded to 8 bytes, then holds a stream; its footer comes last.
+_FILE_MAGIC = b"ARROW1"
+_FILE_PREFIX = 8
 
 
-def write_log_file(table: pa.Table, path: Path) -> None:
-    """Write ``table`` to ``path`` atomically (a dot-named temporary file, then a rename)."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    with pa.ipc.new_file(str(temporary), table.schema, options=_WRITE_OPTIONS) as sink:
-        sink.write_table(table)
+def write_log_file(table: pa.Table, path: Path, sync: bool = False) -> None:
+    """Write ``table`` to ``path`` atomically (a dot-named temporary file, then a rename);
+    with ``sync``, the file and then its folder are fsynced, so it survives a power loss."""
+    temporary = path.with_name(f".{path.name}{TEMP_SUFFIX}")
+    if not sync:
+        with pa.ipc.new_file(str(temporary), table.schema, options=_WRITE_OPTIONS) as sink:
+            sink.write_table(table)
+        os.replace(temporary, path)
+        return
+    with pa.OSFile(str(temporary), "wb") as output:
+        with pa.ipc.new_file(output, table.schema, options=_WRITE_OPTIONS) as sink:
+            sink.write_table(table)
+        os.fsync(output.fileno())
     os.replace(temporary, path)
+    fsync_directory(path.parent)
+
+
+def fsync_directory(folder: Path) -> None:
+    """Make the folder's entries (files created, renamed, removed) durable."""
+    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def salvage_log_file(path: Path) -> pa.Table | None:
+    """Every complete record batch of an IPC file or stream, however it ends (a footer, the
+    end-of-stream mark, or a batch cut off by a crash); None if not even its schema is whole."""
+    with pa.OSFile(str(path)) as source:
+        data = source.read_buffer()
+    if data.size >= len(_FILE_MAGIC) and data[:len(_FILE_MAGIC)].to_pybytes() == _FILE_MAGIC:
+        with contextlib.suppress(pa.ArrowException):
+            return pa.ipc.open_file(data).read_all()  # complete: it has its footer
+        data = data[_FILE_PREFIX:]  # a file without its footer is a stream after the magic
+    try:
+        reader = pa.ipc.open_stream(data)
+    except (OSError, pa.ArrowException):
+        return None
+    batches = []
+    while True:
+        try:
+            batches.append(reader.read_next_batch())
+        except StopIteration:
+            break
+        except (OSError, pa.ArrowException):
+            break  # the torn batch the writer was killed in
+    return pa.Table.from_batches(batches, schema=reader.schema)
 
 
 def read_ipc_log_file(path: Path, columns: list[str] | None = None) -> pa.Table:

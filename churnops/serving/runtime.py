@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ from churnops.serving.contract import (
     RequestContract,
     RequestError,
 )
-from churnops.serving.inference_log import InferenceLogWriter
+from churnops.serving.inference_log import InferenceLogUnavailable, InferenceLogWriter, WriterStats
 from churnops.serving.packaging import ModelCard, read_model_files
 from churnops.serving.pseudonym import load_salt
 from churnops.settings import StatePaths
@@ -47,13 +49,17 @@ class Answer:
     request_id: str
     probabilities: np.ndarray
     labels: np.ndarray
+    # Durable inference log: the commit group to await (ServingRuntime.logged) before answering.
+    log_group: int | None = None
 
 
 class ServingRuntime:
     def __init__(self, model_folder: Path, bento_model: str, config: ServingConfig, paths: StatePaths,
-                 contract: RequestContract | None = None) -> None:
+                 contract: RequestContract | None = None,
+                 log_stats_observer: Callable[[WriterStats, int], None] | None = None) -> None:
         """``contract``: one already built from this model's schema and ``config``'s limits
-        (the service builds it at import for its OpenAPI page); built here when absent."""
+        (the service builds it at import for its OpenAPI page); built here when absent.
+        ``log_stats_observer``: given to the inference log writer (the service's Prometheus metrics)."""
         packaged = read_model_files(model_folder)
         self.card: ModelCard = packaged.card
         self.schema = packaged.schema
@@ -82,8 +88,10 @@ class ServingRuntime:
             self.log = InferenceLogWriter(
                 self.log_directory, self.schema, self.card.model_name, self.card.model_version, salt,
                 flush_rows=options.flush_rows, flush_seconds=options.flush_seconds,
-                max_pending_rows=options.max_pending_rows,
+                max_pending_rows=options.max_pending_rows, mode=options.mode,
+                stats_observer=log_stats_observer,
             )
+        self._durable_log = self.log is not None and self.log.durable
         # The fields every answer repeats.
         self._common = {"threshold": self.threshold, "model_name": self.card.model_name,
                         "model_version": self.card.model_version}
@@ -105,13 +113,13 @@ class ServingRuntime:
         batch, many = self.contract.parse_predict(body)
         base = _request_id(header_request_id)
         ids = _row_ids(batch.request_ids, base, many)
-        probabilities, labels = self._score(batch, ids)
+        probabilities, labels, group = self._score(batch, ids)
         results = [
             {"request_id": rid, "churn_probability": p, "label": label, **self._common}
             for rid, p, label in zip(ids, probabilities.tolist(), labels.tolist(), strict=True)
         ]
         payload = results if many else results[0]
-        return Answer(_ENCODER.encode(payload), base, probabilities, labels)
+        return Answer(_ENCODER.encode(payload), base, probabilities, labels, group)
 
     def predict_batch(self, body: bytes, content_type: str, header_request_id: str | None) -> Answer:
         if content_type in CSV_TYPES:
@@ -123,14 +131,23 @@ class ServingRuntime:
                                [{"loc": ["header", "content-type"], "type": "unsupported_media_type",
                                  "msg": "send application/json (an array of records) or text/csv"}])
         base = _request_id(header_request_id)
-        probabilities, labels = self._score(batch, None, base)
+        probabilities, labels, group = self._score(batch, None, base)
         # Row i's request id is its record's own, else "<request_id>-<i>": derived, not sent back.
         payload = {"request_id": base, **self._common, "rows": len(batch),
                    "churn_probability": probabilities.tolist(), "label": labels.tolist()}
-        return Answer(_ENCODER.encode(payload), base, probabilities, labels)
+        return Answer(_ENCODER.encode(payload), base, probabilities, labels, group)
 
     def model_info(self) -> ModelInfo:
         return self._info
+
+    async def logged(self, group: int) -> None:
+        """Durable log: return once ``group``'s records are on disk; 503 if they cannot be written."""
+        assert self.log is not None
+        try:
+            await self.log.committed(group)
+        except InferenceLogUnavailable as error:
+            raise RequestError(503, "the inference log is unavailable; the prediction was not recorded",
+                               [{"loc": ["server"], "type": "log_unavailable", "msg": str(error)}]) from None
 
     def close(self) -> None:
         if self.log is not None:
@@ -138,12 +155,14 @@ class ServingRuntime:
 
     # -- internals
     def _score(self, batch: FeatureBatch, ids: list[str] | None, base: str | None = None,
-               ) -> tuple[np.ndarray, np.ndarray]:
+               ) -> tuple[np.ndarray, np.ndarray, int | None]:
+        """Probabilities, labels, and the durable log's commit group to await (else None)."""
         probabilities = self.scorer(batch)
         labels = (probabilities >= self.threshold).astype(np.int64)
         if self.log is not None:
-            self.log.append(batch, ids, probabilities, labels, time.time_ns(), base_id=base)
-        return probabilities, labels
+            group = self.log.append(batch, ids, probabilities, labels, time.time_ns(), base_id=base)
+            return probabilities, labels, group if self._durable_log else None
+        return probabilities, labels, None
 
     def _parse_csv(self, body: bytes) -> FeatureBatch:
         """CSV with a header row: the same fields as a JSON record; empty cells are null."""
@@ -153,6 +172,7 @@ class ServingRuntime:
         except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
             raise RequestError(400, "invalid CSV", [{"loc": ["body"], "msg": str(error).splitlines()[0],
                                                       "type": "csv_invalid"}]) from None
+        _check_csv_header(table)
         if table.num_rows == 0:
             raise RequestError(400, "CSV has no rows", [{"loc": ["body"], "msg": "at least one row is required",
                                                           "type": "too_short"}])
@@ -179,6 +199,22 @@ class ServingRuntime:
         except msgspec.ValidationError as error:
             raise RequestError(400, "invalid CSV value", [_msgspec_detail(str(error))]) from None
         return self.contract.to_batch(records)
+
+
+def _check_csv_header(table: pa.Table) -> None:
+    """Column names must be UTF-8 and distinct. Arrow checks neither: it keeps header bytes
+    as they came (decoded only when read) and allows repeated names, which it then refuses to
+    look up."""
+    try:
+        names = table.column_names
+    except UnicodeDecodeError as error:
+        detail = {"loc": ["body"], "msg": f"column names must be UTF-8 ({error.reason})", "type": "csv_invalid"}
+        raise RequestError(400, "invalid CSV header", [detail]) from None
+    repeated = sorted(name for name, count in Counter(names).items() if count > 1)
+    if repeated:
+        raise RequestError(400, f"repeated CSV column(s): {', '.join(repeated)}",
+                           [{"loc": [name], "msg": "each column may appear once", "type": "duplicate_column"}
+                            for name in repeated])
 
 
 def _msgspec_detail(message: str) -> dict[str, Any]:
