@@ -6,8 +6,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 export CHURNOPS_HOME ?= $(CURDIR)/.churnops
-# Same isolation as churnops.settings, for the CLIs called below.
-ENV := eval "$$($(PY) -m churnops.settings)" &&
+# Same isolation as churnops.core.settings, for the CLIs called below.
+ENV := eval "$$($(PY) -m churnops.core.settings)" &&
 STACK ?= local
 PYTEST_ARGS ?=
 DASHBOARD_PORT ?= 8237
@@ -50,14 +50,16 @@ run: setup  ## set up and run the training pipeline on the default synthetic dat
 train-telco: setup  ## train on the IBM Telco Customer Churn data
 	$(PY) run.py --pipeline training --data telco
 
-test: install-dev  ## set up and run every test, slow end-to-end ones included
+test: install-dev  ## set up, check the layers (import-linter), run every test, slow end-to-end ones included
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: install-dev  ## unit tests only
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-lint: install-dev  ## ruff
+lint: install-dev  ## ruff and the import-linter layer contracts (pyproject.toml)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 
 fuzz: install-dev  ## fuzz a fresh service from its OpenAPI schema (schemathesis), print requests and 5xx count
 	CHURNOPS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/test_fuzz_service.py -q -s $(PYTEST_ARGS)
@@ -66,16 +68,16 @@ stack: install  ## register and activate configs/stacks/$(STACK).yaml
 	$(PY) run.py --stack $(STACK)
 
 dashboard: install  ## start the local ZenML server + dashboard on 127.0.0.1 (DASHBOARD_PORT=8237), print its URL
-	$(PY) -m churnops.zenml_server start --port $(DASHBOARD_PORT)
+	$(PY) -m churnops.commands.dashboard start --port $(DASHBOARD_PORT)
 
 dashboard-stop:  ## stop the local ZenML server (the client falls back to the same embedded database)
-	$(PY) -m churnops.zenml_server stop
+	$(PY) -m churnops.commands.dashboard stop
 
 cloud-sim: install  ## start S3 emulator + MLflow server + ZenML server on 127.0.0.1; register, activate cloud-sim
-	$(PY) -m churnops.cloudsim up
+	$(PY) -m churnops.platform.cloudsim up
 
 cloud-sim-stop:  ## stop the cloud-sim services, then: python run.py --stack local
-	$(PY) -m churnops.cloudsim down
+	$(PY) -m churnops.platform.cloudsim down
 
 mlflow-ui: install  ## MLflow UI over the local tracking backend
 	@# The UI needs no job runners; MLflow 3.17 starts ~8 of them unless told not to.

@@ -17,7 +17,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from churnops.exit_codes import describe as describe_exit_codes
+from churnops.core.errors import UserError
+from churnops.core.errors import describe as describe_exit_codes
 
 PIPELINES = ("training", "deploy", "rollback", "monitoring", "simulate")
 
@@ -119,14 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def dispatch(args: argparse.Namespace) -> int:
-    from churnops.settings import configure_environment
+    from churnops.core.settings import configure_environment
 
     paths = configure_environment()
     # Heavy imports only after the environment points every library at the state folder.
     from churnops import commands
 
     if args.retention_days is not None and not args.prune_logs:
-        raise commands.UserError("--retention-days only goes with --prune-logs")
+        raise UserError("--retention-days only goes with --prune-logs")
     if args.models:
         return commands.run_models(args, paths)
     if args.prune_logs:
@@ -136,7 +137,7 @@ def dispatch(args: argparse.Namespace) -> int:
     if isinstance(args.feedback, str) and args.pipeline is None:
         return commands.run_feedback(Path(args.feedback), args, paths)
     if args.feedback is not None and args.pipeline != "simulate":
-        raise commands.UserError("--feedback without FILE only goes with --pipeline simulate")
+        raise UserError("--feedback without FILE only goes with --pipeline simulate")
     return commands.run_pipeline(args.pipeline or "training", args, paths)
 
 
@@ -145,8 +146,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.force and not (args.reason and args.reason.strip()):
         parser.error("--force needs --reason TEXT: why the gate is overridden (recorded on the version)")
-    from churnops.commands import UserError
-
     try:
         return dispatch(args)
     except UserError as error:

@@ -34,6 +34,7 @@ from bento.api_key_auth import ApiKeyAuth, document_api_key
 from bento.docs_page import SPEC_PATH, add_docs_routes
 from bento.limits import BodySizeLimit
 from bento.request_body import documented_output, raw_body_spec
+from churnops.core.settings import state_paths
 from churnops.serving.api_keys import configured_api_keys
 from churnops.serving.config import load_serving_config
 from churnops.serving.contract import (
@@ -47,7 +48,6 @@ from churnops.serving.contract import (
 from churnops.serving.log_metrics import InferenceLogMetrics
 from churnops.serving.packaging import FILES_SHA256_KEY, read_schema, verify_model_files
 from churnops.serving.runtime import REQUEST_ID_HEADER, Answer, ServingRuntime
-from churnops.settings import state_paths
 
 logger = logging.getLogger("bentoml.service.churn")
 
@@ -64,7 +64,7 @@ ARGUMENTS = bentoml.use_arguments(ServiceArguments)
 CONFIG = load_serving_config()
 if "CHURNOPS_HOME" not in os.environ:
     logger.warning("CHURNOPS_HOME is not set: the inference log and salt go to %s; run "
-                   '`eval "$(python -m churnops.settings)"` first to use the project state folder',
+                   '`eval "$(python -m churnops.core.settings)"` first to use the project state folder',
                    state_paths().home)
 # The accepted API keys (auth: in configs/serving.yaml); a malformed one stops the start-up.
 API_KEYS = configured_api_keys(CONFIG.auth)
@@ -202,6 +202,11 @@ class PredictionMetrics:
         )
         # Labelled children, looked up once per (endpoint, label) rather than per request.
         self._counters: dict[tuple[str, str], t.Any] = {}
+        # Every series exported from the start, at 0: rate() then counts a label's first predictions,
+        # and a churn share that falls to nothing reads 0 rather than no data (deploy/prometheus/alerts.yml).
+        for endpoint in ("predict", "predict_batch"):
+            for label in ("0", "1"):
+                self._counter(endpoint, label)
         # Histogram internals for observing a batch at once; None if prometheus_client moved them.
         try:
             self._bounds = np.asarray(self.probability._upper_bounds, dtype=np.float64)

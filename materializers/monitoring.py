@@ -17,7 +17,6 @@ from zenml.integrations.pandas.materializers.pandas_materializer import PandasMa
 from zenml.materializers.base_materializer import BaseMaterializer
 from zenml.metadata.metadata_types import MetadataType
 
-from churnops import html
 from churnops.monitoring import report as render
 from churnops.monitoring.alerts import AlertDelivery
 from churnops.monitoring.decision import MonitoringDecision
@@ -27,6 +26,7 @@ from churnops.monitoring.inference_log import LogReadSummary, SchemaCheck
 from churnops.monitoring.performance import LivePerformance
 from churnops.monitoring.report import MonitoringReport
 from churnops.monitoring.retention import RetentionSummary
+from churnops.reporting import html
 from materializers.base import JsonReportMaterializer
 
 

@@ -11,13 +11,13 @@ from typing import Any, ClassVar
 from zenml.enums import ArtifactType
 from zenml.metadata.metadata_types import MetadataType
 
-from churnops import html
-from churnops.dataset_schema import DatasetSchema
-from churnops.evaluation import EvaluationReport, Metrics
-from churnops.modeling import SearchSummary
-from churnops.profile import ReferenceProfile
-from churnops.promotion import PromotionDecision
-from churnops.validation import ValidationReport
+from churnops.data.profile import ReferenceProfile
+from churnops.data.schema import DatasetSchema
+from churnops.data.validation import ValidationReport
+from churnops.modeling.evaluation import EvaluationReport, Metrics
+from churnops.modeling.promotion import PromotionDecision
+from churnops.modeling.training import SearchSummary
+from churnops.reporting import html
 from materializers.base import JsonReportMaterializer
 
 

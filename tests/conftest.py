@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from churnops.settings import StatePaths, configure_environment, state_paths
+from churnops.core.settings import StatePaths, configure_environment, state_paths
 
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="churnops-test-"))
 SESSION_PATHS = configure_environment(_SESSION_HOME)
@@ -26,7 +26,7 @@ os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(_SESSION_HOME / "hypot
 @pytest.fixture(scope="session")
 def session_paths() -> StatePaths:
     """The isolated state folder shared by in-process tests (ZenML's client is per process)."""
-    from churnops.bootstrap import ensure_stack
+    from churnops.platform.bootstrap import ensure_stack
 
     ensure_stack(SESSION_PATHS, "local")
     return SESSION_PATHS

@@ -10,10 +10,10 @@ from typing import Any
 
 import pandas as pd
 
-from churnops.dataset_schema import DatasetSchema, load_schema
-from churnops.settings import PROJECT_ROOT, StatePaths, environment
-from churnops.synthetic import DefectSpec, SyntheticSpec, generate_customers
-from churnops.validation import validate_and_clean
+from churnops.core.settings import PROJECT_ROOT, StatePaths, environment
+from churnops.data.schema import DatasetSchema, load_schema
+from churnops.data.synthetic import DefectSpec, SyntheticSpec, generate_customers
+from churnops.data.validation import validate_and_clean
 
 
 def run_cli(paths: StatePaths, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from bento.api_key_auth import ApiKeyAuth, document_api_key
 from bento.docs_page import ASSETS_PREFIX, INIT_SCRIPT, INIT_SOURCE, add_docs_routes, load_assets, page_html
-from churnops.api_key import api_key_environment
+from churnops.platform.api_key import api_key_environment
 from churnops.serving.api_keys import ApiKeyError, configured_api_keys, parse_api_keys
 from churnops.serving.config import AuthOptions
 

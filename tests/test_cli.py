@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from churnops.settings import PROJECT_ROOT, environment
+from churnops.core.settings import PROJECT_ROOT, environment
 
 
 def run_py(*args: str, paths) -> subprocess.CompletedProcess[str]:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import requests
 
-from churnops.ports import free_port
-from churnops.settings import PROJECT_ROOT
+from churnops.core.settings import PROJECT_ROOT
+from churnops.platform.ports import free_port
 from tests.support import model_versions, run_cli
 
 FAST = str(PROJECT_ROOT / "configs" / "training-fast.yaml")
@@ -23,8 +23,8 @@ def test_package_step_builds_nothing_without_a_promotion(session_paths):
     import bentoml
     from bentoml.exceptions import NotFound
 
-    from churnops.evaluation import compute_metrics
-    from churnops.promotion import GateConfig, decide
+    from churnops.modeling.evaluation import compute_metrics
+    from churnops.modeling.promotion import GateConfig, decide
     from steps.deployment import package_model
 
     metrics = compute_metrics(np.array([0, 1, 0, 1]), np.array([0.6, 0.4, 0.7, 0.3]), 0.5)
@@ -95,6 +95,6 @@ def test_train_deploy_rollback_list_and_stop(fresh_home):
         stopped = run_cli(fresh_home, "--pipeline", "deploy", "--stop")
     assert stopped.returncode == 0 and "Stopped the service" in stopped.stdout
     assert not fresh_home.deployment_file.exists()
-    from churnops.deployment import _is_our_server
+    from churnops.platform.deployment import _is_our_server
 
     assert not _is_our_server(after["pid"])  # gone (a zombie awaiting its reaper has no command line)

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, roc_auc_score
 
-from churnops.evaluation import Metrics, baseline_metrics, compute_metrics, evaluate
-from churnops.promotion import Champion, GateConfig, decide
+from churnops.modeling.evaluation import Metrics, baseline_metrics, compute_metrics, evaluate
+from churnops.modeling.promotion import Champion, GateConfig, decide
 from tests.support import clean_customers
 
 

@@ -17,13 +17,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from churnops.core.settings import StatePaths
+from churnops.data.synthetic import SyntheticSpec, generate_customers
+from churnops.data.validation import validate_and_clean
 from churnops.serving.config import ServingConfig
 from churnops.serving.contract import REQUEST_ID_FIELD, RequestError
 from churnops.serving.packaging import ModelCard, write_model_files
 from churnops.serving.runtime import Answer, ServingRuntime
-from churnops.settings import StatePaths
-from churnops.synthetic import SyntheticSpec, generate_customers
-from churnops.validation import validate_and_clean
 from tests.test_serving_unit import GOOD, SCHEMA, fit
 
 MAX_CUSTOMERS, MAX_ROWS = 5, 20

@@ -31,9 +31,9 @@ import pandas as pd
 import pytest
 import requests
 
-from churnops.ports import free_port
+from churnops.core.settings import StatePaths
+from churnops.platform.ports import free_port
 from churnops.serving.packaging import ModelCard
-from churnops.settings import StatePaths
 from tests.test_fuzz_runtime import FOUND_BY_FUZZING
 from tests.test_serving_unit import GOOD, SCHEMA, fit
 
@@ -52,9 +52,9 @@ CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conform
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """The churn service as shipped (configs/serving.yaml), built as a Bento and served."""
-    from churnops import deployment
-    from churnops.synthetic import SyntheticSpec, generate_customers
-    from churnops.validation import validate_and_clean
+    from churnops.data.synthetic import SyntheticSpec, generate_customers
+    from churnops.data.validation import validate_and_clean
+    from churnops.platform import deployment
 
     cleaned, _ = validate_and_clean(generate_customers(SyntheticSpec(rows=1500, seed=5)), SCHEMA)
     pipeline = fit(cleaned, "sklearn.linear_model.LogisticRegression", max_iter=1000)

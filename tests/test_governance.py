@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from churnops.exit_codes import ExitCode
-from churnops.settings import PROJECT_ROOT, StatePaths, environment
-from churnops.synthetic import SyntheticSpec, generate_customers
+from churnops.core.errors import ExitCode
+from churnops.core.settings import PROJECT_ROOT, StatePaths, environment
+from churnops.data.synthetic import SyntheticSpec, generate_customers
 from tests.support import model_versions, run_cli
 
 pytestmark = pytest.mark.slow
@@ -133,8 +133,8 @@ def tampered_model_artifact(paths: StatePaths, version: int) -> Path:
 def test_the_service_refuses_to_start_on_a_tampered_model_file(session_paths, tmp_path):
     import bentoml
 
-    from churnops import deployment
-    from churnops.ports import free_port
+    from churnops.platform import deployment
+    from churnops.platform.ports import free_port
     from churnops.serving.packaging import ModelCard
     from tests.support import clean_customers
     from tests.test_serving_unit import fit
@@ -164,11 +164,11 @@ def test_the_service_refuses_to_start_on_a_tampered_model_file(session_paths, tm
 
 LOCK_SCRIPT = """
 import json, sys, time
-from churnops.settings import configure_environment
+from churnops.core.settings import configure_environment
 configure_environment()
 from zenml.client import Client
 from zenml.enums import ModelStages
-from churnops.deployment import production_version, promotion_lock
+from churnops.platform.deployment import production_version, promotion_lock
 
 me, start_at = int(sys.argv[1]), float(sys.argv[2])
 client = Client()
@@ -192,8 +192,8 @@ def test_two_promotions_at_once_are_serialised(fresh_home):
     import time
 
     setup = textwrap.dedent("""
-        from churnops.bootstrap import ensure_stack
-        from churnops.settings import configure_environment
+        from churnops.platform.bootstrap import ensure_stack
+        from churnops.core.settings import configure_environment
         paths = configure_environment()
         ensure_stack(paths, "local")
         from zenml import log_metadata
@@ -218,7 +218,7 @@ def test_two_promotions_at_once_are_serialised(fresh_home):
     first, second = sorted(results, key=lambda r: r["entered"])
     assert second["entered"] >= first["left"], f"the critical sections overlapped: {results}"
     check = textwrap.dedent("""
-        from churnops.settings import configure_environment
+        from churnops.core.settings import configure_environment
         configure_environment()
         from zenml.client import Client
         print("STAGES:" + ",".join(f"{v.number}={v.stage}" for v in Client().list_model_versions(model="race_model")))

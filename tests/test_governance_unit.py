@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from churnops.commands.training import exit_code
-from churnops.dataset_schema import load_schema
-from churnops.exit_codes import ExitCode, describe
-from churnops.governance import (
+from churnops.core.errors import ExitCode, describe
+from churnops.data.schema import load_schema
+from churnops.modeling.governance import (
     RULES,
     contract_difference,
     contract_digest,
@@ -20,7 +20,7 @@ from churnops.governance import (
     refusal_message,
     review_version,
 )
-from churnops.promotion import GateConfig, decide, held_back
+from churnops.modeling.promotion import GateConfig, decide, held_back
 from churnops.serving.packaging import (
     FILES_SHA256_KEY,
     SERVED_FILES,
@@ -114,7 +114,7 @@ def test_a_winner_held_back_by_its_contract_is_staged_with_the_reason():
 
 
 def _metrics():
-    from churnops.evaluation import compute_metrics
+    from churnops.modeling.evaluation import compute_metrics
 
     return compute_metrics(np.array([0, 1, 0, 1, 1, 0]), np.array([0.2, 0.9, 0.3, 0.8, 0.7, 0.1]), 0.5)
 
@@ -177,7 +177,7 @@ def test_tampered_model_files_are_refused_naming_the_file_and_both_hashes(tmp_pa
 
 
 def test_the_bentoml_store_keeps_the_hashes_and_packaging_refuses_a_changed_file(session_paths):
-    from churnops import deployment
+    from churnops.platform import deployment
     from tests.test_serving_unit import fit
 
     cleaned, schema = clean_customers(rows=600)

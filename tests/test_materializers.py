@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from zenml.enums import VisualizationType
 
-from churnops.dataset_schema import load_schema
-from churnops.evaluation import baseline_metrics, evaluate
-from churnops.modeling import CandidateSpec, TrainingSpec, search_candidates
-from churnops.profile import build_reference_profile
-from churnops.promotion import GateConfig, decide
-from churnops.validation import validate_and_clean
+from churnops.data.profile import build_reference_profile
+from churnops.data.schema import load_schema
+from churnops.data.validation import validate_and_clean
+from churnops.modeling.evaluation import baseline_metrics, evaluate
+from churnops.modeling.promotion import GateConfig, decide
+from churnops.modeling.training import CandidateSpec, TrainingSpec, search_candidates
 from materializers import (
     DatasetSchemaMaterializer,
     EvaluationReportMaterializer,

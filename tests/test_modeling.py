@@ -3,7 +3,7 @@ import pytest
 from sklearn.metrics import f1_score
 from sklearn.pipeline import Pipeline
 
-from churnops.modeling import CandidateSpec, TrainingSpec, best_f1_threshold, build_pipeline, search_candidates
+from churnops.modeling.training import CandidateSpec, TrainingSpec, best_f1_threshold, build_pipeline, search_candidates
 from tests.support import clean_customers
 
 LOGISTIC = CandidateSpec(estimator="sklearn.linear_model.LogisticRegression", params={"max_iter": 1000},

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from churnops.core.settings import PROJECT_ROOT, StatePaths, environment
 from churnops.monitoring.inference_log import WindowSpec, read_window
-from churnops.settings import PROJECT_ROOT, StatePaths, environment
 from tests.support import run_cli
 
 pytestmark = pytest.mark.slow

@@ -12,8 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnops.dataset_schema import load_schema
-from churnops.modeling import CandidateSpec, best_f1_threshold, build_pipeline
+from churnops.data.profile import build_reference_profile
+from churnops.data.schema import load_schema
+from churnops.data.synthetic import DriftSpec, SyntheticSpec, generate_customers
+from churnops.data.validation import validate_and_clean
+from churnops.modeling.training import CandidateSpec, best_f1_threshold, build_pipeline
 from churnops.monitoring.alerts import dispatch_alert
 from churnops.monitoring.decision import DecisionRules, decide
 from churnops.monitoring.drift import DriftThresholds, detect_data_drift, detect_prediction_drift
@@ -29,9 +32,6 @@ from churnops.monitoring.feedback import (
 from churnops.monitoring.inference_log import WindowSpec, conform_features, read_window, write_partitioned
 from churnops.monitoring.performance import evaluate_live_performance
 from churnops.monitoring.retraining import RetrainingSettings, production_training_rows, write_training_table
-from churnops.profile import build_reference_profile
-from churnops.synthetic import DriftSpec, SyntheticSpec, generate_customers
-from churnops.validation import validate_and_clean
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 DRIFTED = ["age", "payment_method"]  # independent of every other generated feature
@@ -355,9 +355,9 @@ def test_materializers_store_json_render_html_and_extract_metadata(tmp_path, tra
 def test_config_mistakes_are_one_line_errors(tmp_path):
     import yaml
 
-    from churnops.commands import UserError
     from churnops.commands.monitoring import resolve_config
-    from churnops.settings import CONFIGS_DIR, state_paths
+    from churnops.core.errors import UserError
+    from churnops.core.settings import CONFIGS_DIR, state_paths
 
     paths = state_paths(tmp_path / "home")
     config = yaml.safe_load((CONFIGS_DIR / "monitoring.yaml").read_text())

@@ -1,6 +1,6 @@
 import pytest
 
-from churnops.profile import bin_shares, build_reference_profile
+from churnops.data.profile import bin_shares, build_reference_profile
 from tests.support import clean_customers
 
 

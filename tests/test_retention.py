@@ -18,9 +18,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnops.commands import UserError
-from churnops.dataset_schema import load_schema
-from churnops.locking import exclusive_lock
+from churnops.core.errors import UserError
+from churnops.core.locking import exclusive_lock
+from churnops.core.settings import StatePaths, state_paths
+from churnops.data.schema import load_schema
+from churnops.data.synthetic import SyntheticSpec, generate_customers
+from churnops.data.validation import validate_and_clean
 from churnops.monitoring.feedback import (
     append_feedback,
     feedback_lock_path,
@@ -41,9 +44,6 @@ from churnops.monitoring.retraining import RetrainingSettings, production_traini
 from churnops.serving.contract import RequestContract
 from churnops.serving.inference_log import InferenceLogWriter
 from churnops.serving.pseudonym import customer_keys_function
-from churnops.settings import StatePaths, state_paths
-from churnops.synthetic import SyntheticSpec, generate_customers
-from churnops.validation import validate_and_clean
 from tests.support import run_cli
 
 SCHEMA = load_schema("synthetic")
@@ -324,8 +324,8 @@ def test_feedback_ingestion_waits_for_a_running_erasure(tmp_path):
 def test_erasure_refuses_without_the_salt_and_config_mistakes_are_one_line(tmp_path, monkeypatch):
     from churnops.commands.monitoring import resolve_config
     from churnops.commands.retention import forget, prune
-    from churnops.run_config import load_config
-    from churnops.settings import CONFIGS_DIR
+    from churnops.core.settings import CONFIGS_DIR
+    from churnops.platform.run_config import load_config
 
     monkeypatch.delenv("CHURNOPS_CUSTOMER_SALT", raising=False)
     paths = state_paths(tmp_path / "home")

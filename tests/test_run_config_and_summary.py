@@ -3,10 +3,10 @@ from pathlib import Path
 
 import pytest
 
-from churnops.evaluation import Curve, EvaluationReport, Metrics
-from churnops.promotion import Champion, GateConfig, decide
-from churnops.run_config import ConfigError, default_config, load_config, with_overrides
-from churnops.summary import format_console, format_markdown, training_summary, write_json
+from churnops.modeling.evaluation import Curve, EvaluationReport, Metrics
+from churnops.modeling.promotion import Champion, GateConfig, decide
+from churnops.platform.run_config import ConfigError, default_config, load_config, with_overrides
+from churnops.reporting.summary import format_console, format_markdown, training_summary, write_json
 
 
 def params(config: dict) -> dict:

@@ -19,10 +19,10 @@ import pytest
 import requests
 import yaml
 
-from churnops.deployment import DeploymentRecord
-from churnops.ports import free_port
+from churnops.core.settings import StatePaths
+from churnops.platform.deployment import DeploymentRecord
+from churnops.platform.ports import free_port
 from churnops.serving.packaging import ModelCard
-from churnops.settings import StatePaths
 from tests.test_serving_unit import GOOD, SCHEMA, fit, records
 
 pytestmark = pytest.mark.slow
@@ -68,7 +68,7 @@ def environment_variable(name: str, value: str | None) -> Iterator[None]:
 
 
 def start(tmp_path_factory, bento_tag: str, config: dict) -> Served:
-    from churnops import deployment
+    from churnops.platform import deployment
 
     home = tmp_path_factory.mktemp("auth-home")
     paths = StatePaths(home)
@@ -88,9 +88,9 @@ def locked(session_paths, tmp_path_factory):
     CHURNOPS_API_KEY, if any, set aside)."""
     from zenml.client import Client
 
-    from churnops import deployment
-    from churnops.synthetic import SyntheticSpec, generate_customers
-    from churnops.validation import validate_and_clean
+    from churnops.data.synthetic import SyntheticSpec, generate_customers
+    from churnops.data.validation import validate_and_clean
+    from churnops.platform import deployment
 
     cleaned, _ = validate_and_clean(generate_customers(SyntheticSpec(rows=1500, seed=5)), SCHEMA)
     pipeline = fit(cleaned, "sklearn.linear_model.LogisticRegression", max_iter=1000)
@@ -236,7 +236,7 @@ def grep(root: Path, needles: list[str]) -> list[str]:
 
 def test_zz_keys_appear_in_no_log_record_or_store(locked):
     """Runs last on the locked service: it stops it (the inference log is written at shutdown)."""
-    from churnops import deployment
+    from churnops.platform import deployment
 
     url = locked.record.url
     for i in range(3):
@@ -256,7 +256,7 @@ def test_zz_keys_appear_in_no_log_record_or_store(locked):
 
 
 def test_zz_without_a_key_the_api_is_open_says_so_once_and_the_docs_can_be_off(locked, tmp_path_factory):
-    from churnops import deployment
+    from churnops.platform import deployment
 
     with environment_variable(KEY_ENV, None):
         served = start(tmp_path_factory, locked.bento_tag, {"auth": {"zenml_secret": None}, "docs": {"enabled": False}})

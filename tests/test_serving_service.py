@@ -16,9 +16,9 @@ import pytest
 import requests
 import yaml
 
-from churnops.ports import free_port
+from churnops.core.settings import StatePaths
+from churnops.platform.ports import free_port
 from churnops.serving.packaging import ModelCard
-from churnops.settings import StatePaths
 from tests.test_serving_unit import BAD_BODIES, GOOD, SCHEMA, fit, read_log, records, reference_customer_key
 
 pytestmark = pytest.mark.slow
@@ -31,9 +31,9 @@ MAX_CUSTOMERS = 50
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    from churnops import deployment
-    from churnops.synthetic import SyntheticSpec, generate_customers
-    from churnops.validation import validate_and_clean
+    from churnops.data.synthetic import SyntheticSpec, generate_customers
+    from churnops.data.validation import validate_and_clean
+    from churnops.platform import deployment
 
     cleaned, _ = validate_and_clean(generate_customers(SyntheticSpec(rows=2500, seed=3)), SCHEMA)
     pipeline = fit(cleaned, "sklearn.linear_model.LogisticRegression", max_iter=1000)
@@ -196,7 +196,7 @@ def test_model_info_swagger_and_metrics(served):
 
 def test_zz_inference_log_has_every_record_after_concurrent_load_and_shutdown(served):
     """Runs last in this module: it stops the server."""
-    from churnops import deployment
+    from churnops.platform import deployment
 
     record, _, paths = served
     sent: list[str] = []

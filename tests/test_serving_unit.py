@@ -14,8 +14,11 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from churnops.dataset_schema import load_schema
-from churnops.modeling import CandidateSpec, build_pipeline
+from churnops.core.settings import StatePaths
+from churnops.data.schema import load_schema
+from churnops.data.synthetic import SyntheticSpec, generate_customers
+from churnops.data.validation import validate_and_clean
+from churnops.modeling.training import CandidateSpec, build_pipeline
 from churnops.monitoring.inference_log import read_log_file
 from churnops.serving import inference_log
 from churnops.serving.compiled import PipelineScorer, batch_frame, compile_pipeline, sample_batch
@@ -25,9 +28,6 @@ from churnops.serving.inference_log import InferenceLogWriter
 from churnops.serving.packaging import ModelCard, write_model_files
 from churnops.serving.pseudonym import CustomerKeyHasher, customer_key, load_salt
 from churnops.serving.runtime import ServingRuntime
-from churnops.settings import StatePaths
-from churnops.synthetic import SyntheticSpec, generate_customers
-from churnops.validation import validate_and_clean
 
 SCHEMA = load_schema("synthetic")
 LOG_COLUMNS = ["request_id", "timestamp", "model_name", "model_version", "customer_key", "probability", "label"]

@@ -3,8 +3,8 @@ import shutil
 import pandas as pd
 import pytest
 
-from churnops.dataset_schema import FileSource, PackageSource, load_schema
-from churnops.sources import DataSourceError, content_hash, load_raw, locate_package_file, sha256_of_file
+from churnops.data.schema import FileSource, PackageSource, load_schema
+from churnops.data.sources import DataSourceError, content_hash, load_raw, locate_package_file, sha256_of_file
 
 TELCO_SHA256 = "88be4b93fbe0cc83421af1c503794c97c342eca914c1576db7c276e61d61358a"
 

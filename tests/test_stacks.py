@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from churnops import ports, services
-from churnops.containers import docker_settings, load_docker_config, with_docker_settings
-from churnops.settings import PROJECT_ROOT
-from churnops.stacks import (
+from churnops.core.settings import PROJECT_ROOT
+from churnops.platform import ports, services
+from churnops.platform.run_config import docker_settings, load_docker_config, with_docker_settings
+from churnops.platform.stacks import (
     MissingVariableError,
     StackConfigError,
     available_stacks,
@@ -298,9 +298,9 @@ def test_a_service_that_dies_on_start_reports_its_log(tmp_path):
 
 
 def test_cloudsim_env_command_without_services_says_so(fresh_home):
-    from churnops.settings import environment
+    from churnops.core.settings import environment
 
-    result = subprocess.run([sys.executable, "-m", "churnops.cloudsim", "env"], cwd=PROJECT_ROOT,
+    result = subprocess.run([sys.executable, "-m", "churnops.platform.cloudsim", "env"], cwd=PROJECT_ROOT,
                             env={**os.environ, **environment(fresh_home)}, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 1 and "cloud-sim is not running" in result.stderr
@@ -309,7 +309,7 @@ def test_cloudsim_env_command_without_services_says_so(fresh_home):
 def test_a_registered_stack_is_activated_as_is_when_its_variables_are_gone(session_paths, tmp_path, monkeypatch):
     from zenml.client import Client
 
-    from churnops.stacks import use_stack
+    from churnops.platform.stacks import use_stack
 
     stack_file = tmp_path / "switchable.yaml"
     stack_file.write_text(yaml.safe_dump({

@@ -25,11 +25,11 @@ import pytest
 import requests
 import yaml
 
-from churnops import cloudsim
-from churnops.containers import with_docker_settings
-from churnops.ports import free_port
-from churnops.services import group_members, pid_alive, stop_process
-from churnops.settings import PROJECT_ROOT, StatePaths, environment, state_paths
+from churnops.core.settings import PROJECT_ROOT, StatePaths, environment, state_paths
+from churnops.platform import cloudsim
+from churnops.platform.ports import free_port
+from churnops.platform.run_config import with_docker_settings
+from churnops.platform.services import group_members, pid_alive, stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -96,7 +96,7 @@ class Loopback:
 
     def teardown(self) -> None:
         """Stop the ZenML server (through ZenML), the emulators; kill anything that survived."""
-        _run(self.paths, ["-m", "churnops.zenml_server", "stop"], timeout=120)
+        _run(self.paths, ["-m", "churnops.commands.dashboard", "stop"], timeout=120)
         cloudsim.stop_services(self.paths)
         if pid_alive(self.zenml_pid):
             stop_process(self.zenml_pid)
@@ -111,7 +111,7 @@ def loopback(tmp_path_factory) -> Loopback:
     config = folder / "training-fast-docker.yaml"
     config.write_text(yaml.safe_dump(with_docker_settings(yaml.safe_load(FAST.read_text()), "training")))
     port = free_port()
-    started = _ok(_run(paths, ["-m", "churnops.zenml_server", "start", "--port", str(port)], timeout=180))
+    started = _ok(_run(paths, ["-m", "churnops.commands.dashboard", "start", "--port", str(port)], timeout=180))
     url = f"http://127.0.0.1:{port}"
     assert url in started
     zenml_pid = int((paths.zenml_config / "zen_server" / "daemon" / "service.pid").read_text())
@@ -122,7 +122,7 @@ def loopback(tmp_path_factory) -> Loopback:
         yield services
     finally:
         if sim is None:
-            _run(paths, ["-m", "churnops.zenml_server", "stop"], timeout=120)
+            _run(paths, ["-m", "churnops.commands.dashboard", "stop"], timeout=120)
             stop_process(zenml_pid)
         else:
             services.teardown()
@@ -225,12 +225,12 @@ def test_training_on_cloud_sim_promotes_and_stores_everything_remotely(loopback,
 
 LOAD_PRODUCTION_MODEL = """
 import json
-from churnops.settings import configure_environment
+from churnops.core.settings import configure_environment
 configure_environment()
 from zenml.client import Client
 from zenml.enums import ModelStages, StoreType
-from churnops.dataset_schema import load_schema
-from churnops.synthetic import SyntheticSpec, generate_customers
+from churnops.data.schema import load_schema
+from churnops.data.synthetic import SyntheticSpec, generate_customers
 client = Client()
 version = client.get_model_version("churn_classifier", ModelStages.PRODUCTION)
 artifact = version.get_model_artifact("churn_classifier")
@@ -245,7 +245,8 @@ print("JSON:" + json.dumps({"store": str(client.zen_store.type.value), "stack": 
 
 
 def test_switching_back_to_local_loads_the_production_model_from_s3(loopback, cloud_sim_run):
-    assert "Stopped the local ZenML server" in _ok(_run(loopback.paths, ["-m", "churnops.zenml_server", "stop"]))
+    stopped = _run(loopback.paths, ["-m", "churnops.commands.dashboard", "stop"])
+    assert "Stopped the local ZenML server" in _ok(stopped)
     assert not pid_alive(loopback.zenml_pid)
     assert "Active stack: churnops-local" in _ok(_run(loopback.paths, ["run.py", "--stack", "local"]))
 
@@ -269,9 +270,9 @@ def test_teardown_leaves_no_process_behind(loopback):
 
 
 RECOVER = """
-from churnops.settings import configure_environment
+from churnops.core.settings import configure_environment
 configure_environment()
-from churnops.zenml_server import recover_from_dead_local_server
+from churnops.platform.zenml_server import recover_from_dead_local_server
 print("recovered:", recover_from_dead_local_server())
 from zenml.client import Client
 print("store:", Client().zen_store.type.value)
@@ -281,7 +282,7 @@ print("store:", Client().zen_store.type.value)
 def test_a_killed_local_server_does_not_strand_the_client(fresh_home):
     """kill -9 (or a reboot) leaves the client pointing at a dead URL: it falls back at once."""
     port = free_port()
-    _ok(_run(fresh_home, ["-m", "churnops.zenml_server", "start", "--port", str(port)], timeout=180))
+    _ok(_run(fresh_home, ["-m", "churnops.commands.dashboard", "start", "--port", str(port)], timeout=180))
     pid = int((fresh_home.zenml_config / "zen_server" / "daemon" / "service.pid").read_text())
     try:
         os.kill(pid, 9)

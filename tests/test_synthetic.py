@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnops.synthetic import DefectSpec, DriftSpec, SyntheticSpec, generate_customers
+from churnops.data.synthetic import DefectSpec, DriftSpec, SyntheticSpec, generate_customers
 
 
 def test_same_seed_same_data_and_realistic_churn():

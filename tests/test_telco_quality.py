@@ -3,12 +3,12 @@
 import pytest
 from sklearn.model_selection import train_test_split
 
-from churnops.dataset_schema import load_schema
-from churnops.evaluation import baseline_metrics, evaluate
-from churnops.modeling import TrainingSpec, search_candidates
-from churnops.run_config import default_config, load_config
-from churnops.sources import load_raw
-from churnops.validation import validate_and_clean
+from churnops.data.schema import load_schema
+from churnops.data.sources import load_raw
+from churnops.data.validation import validate_and_clean
+from churnops.modeling.evaluation import baseline_metrics, evaluate
+from churnops.modeling.training import TrainingSpec, search_candidates
+from churnops.platform.run_config import default_config, load_config
 
 pytestmark = pytest.mark.slow
 

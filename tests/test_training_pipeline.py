@@ -7,8 +7,8 @@ import mlflow
 import pytest
 import yaml
 
-from churnops.exit_codes import ExitCode
-from churnops.settings import PROJECT_ROOT
+from churnops.core.errors import ExitCode
+from churnops.core.settings import PROJECT_ROOT
 from tests.support import model_versions, run_cli
 
 pytestmark = pytest.mark.slow

@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnops.dataset_schema import load_schema
-from churnops.sources import load_raw
-from churnops.synthetic import DefectSpec, SyntheticSpec, generate_customers
-from churnops.validation import DataValidationError, validate_and_clean
+from churnops.data.schema import load_schema
+from churnops.data.sources import load_raw
+from churnops.data.synthetic import DefectSpec, SyntheticSpec, generate_customers
+from churnops.data.validation import DataValidationError, validate_and_clean
 
 SCHEMA = load_schema("synthetic")
 

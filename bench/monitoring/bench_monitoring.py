@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from bench.measure import run, timed  # noqa: E402
-from churnops.settings import environment, state_paths  # noqa: E402
+from churnops.core.settings import environment, state_paths  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "monitoring"
 HERE = Path(__file__).resolve().parent

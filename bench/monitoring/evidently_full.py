@@ -14,7 +14,7 @@ import pyarrow.dataset as pads
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from churnops.dataset_schema import load_schema
+from churnops.data.schema import load_schema
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
     python bench/monitoring/make_log.py ROWS LOG_DIR FEEDBACK_PATH [--drift SEVERITY] [--labelled SHARE]
 
-Runs against $CHURNOPS_HOME (set by the caller). Customers come from churnops.synthetic with
+Runs against $CHURNOPS_HOME (set by the caller). Customers come from churnops.data.synthetic with
 mild drift by default; files hold 50,000 rows, as the service's writer flushes them.
 """
 
@@ -18,7 +18,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from churnops.settings import configure_environment
+from churnops.core.settings import configure_environment
 
 
 def main() -> None:
@@ -34,9 +34,9 @@ def main() -> None:
     from zenml.client import Client
     from zenml.enums import ModelStages
 
+    from churnops.data.synthetic import DriftSpec, SyntheticSpec, generate_customers
     from churnops.monitoring.feedback import append_feedback, feedback_records
     from churnops.monitoring.inference_log import write_partitioned
-    from churnops.synthetic import DriftSpec, SyntheticSpec, generate_customers
 
     version = Client().get_model_version("churn_classifier", ModelStages.PRODUCTION)
     model = version.get_model_artifact("churn_classifier").load()

@@ -36,8 +36,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from churnops.ports import free_port  # noqa: E402
-from churnops.services import start_service, stop_process_group  # noqa: E402
+from churnops.platform.ports import free_port  # noqa: E402
+from churnops.platform.services import start_service, stop_process_group  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 LUA = Path(__file__).with_name("post.lua")
@@ -213,17 +213,17 @@ def median_cells(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 
 def prepare(home: Path, rows: int) -> dict[str, Any]:
     """Train the benchmark model, save it for the naive app, package it as a Bento."""
-    from churnops.settings import configure_environment
+    from churnops.core.settings import configure_environment
 
     paths = configure_environment(home)
     import joblib
 
-    from churnops import deployment
-    from churnops.dataset_schema import load_schema
-    from churnops.modeling import CandidateSpec, best_f1_threshold, build_pipeline
+    from churnops.data.schema import load_schema
+    from churnops.data.synthetic import SyntheticSpec, generate_customers
+    from churnops.data.validation import validate_and_clean
+    from churnops.modeling.training import CandidateSpec, best_f1_threshold, build_pipeline
+    from churnops.platform import deployment
     from churnops.serving.packaging import ModelCard
-    from churnops.synthetic import SyntheticSpec, generate_customers
-    from churnops.validation import validate_and_clean
 
     schema = load_schema("synthetic")
     cleaned, _ = validate_and_clean(generate_customers(SyntheticSpec(rows=rows, seed=1)), schema)
@@ -262,7 +262,7 @@ def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     home = Path(tempfile.mkdtemp(prefix="serving-bench-", dir=OUT))
     setup = prepare(home, args.rows)
-    from churnops.settings import environment
+    from churnops.core.settings import environment
 
     base_env = {**os.environ, **environment(setup["paths"])}
     single, batch = home / "single.json", home / "batch.json"

@@ -14,15 +14,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from sklearn.model_selection import train_test_split
 
-from churnops.dataset_schema import load_schema
-from churnops.evaluation import baseline_metrics, evaluate
-from churnops.modeling import TrainingSpec, search_candidates
-from churnops.profile import build_reference_profile
-from churnops.promotion import GateConfig, decide
-from churnops.run_config import load_config
-from churnops.sources import load_raw
-from churnops.synthetic import SyntheticSpec
-from churnops.validation import validate_and_clean
+from churnops.data.profile import build_reference_profile
+from churnops.data.schema import load_schema
+from churnops.data.sources import load_raw
+from churnops.data.synthetic import SyntheticSpec
+from churnops.data.validation import validate_and_clean
+from churnops.modeling.evaluation import baseline_metrics, evaluate
+from churnops.modeling.promotion import GateConfig, decide
+from churnops.modeling.training import TrainingSpec, search_candidates
+from churnops.platform.run_config import load_config
 
 
 def main() -> None:

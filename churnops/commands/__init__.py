@@ -1,4 +1,5 @@
-"""What each ``run.py`` action does. One module per action; imported lazily."""
+"""What each ``run.py`` action does (the CLI layer). One module per action; imported lazily.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +7,11 @@ import argparse
 import importlib
 from pathlib import Path
 
-from churnops.exit_codes import ExitCode
-from churnops.settings import StatePaths
-
-
-class UserError(Exception):
-    """Something the user can fix; shown as an error without a traceback, exit ``code``
-    (``churnops.exit_codes``: 2 by default, 4 for a gate refusal)."""
-
-    def __init__(self, message: str, code: int = ExitCode.USAGE) -> None:
-        super().__init__(message)
-        self.code = int(code)
+from churnops.core.settings import StatePaths
 
 
 def run_pipeline(name: str, args: argparse.Namespace, paths: StatePaths) -> int:
-    from churnops.bootstrap import ensure_stack
+    from churnops.platform.bootstrap import ensure_stack
 
     stack = ensure_stack(paths, args.stack)
     if args.stack and args.pipeline is None:
@@ -31,7 +22,7 @@ def run_pipeline(name: str, args: argparse.Namespace, paths: StatePaths) -> int:
 
 
 def run_models(args: argparse.Namespace, paths: StatePaths) -> int:
-    from churnops.bootstrap import ensure_stack
+    from churnops.platform.bootstrap import ensure_stack
 
     ensure_stack(paths, args.stack)
     from churnops.commands import models

@@ -3,7 +3,7 @@
 Builds the Bento of the production (or given) model version and records its tag on the
 version; ``--serve`` then runs it in the background (replacing a running local deployment),
 ``--stop`` stops the running one. The version goes through the gate first
-(``churnops.deployment.authorize``); a refusal exits 4 and changes nothing unless ``--force
+(``churnops.platform.deployment.authorize``); a refusal exits 4 and changes nothing unless ``--force
 --reason TEXT``.
 """
 
@@ -12,13 +12,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from churnops.commands import UserError
-from churnops.exit_codes import ExitCode
-from churnops.settings import StatePaths
+from churnops.core.errors import ExitCode, UserError
+from churnops.core.settings import StatePaths
 
 
 def run(args: argparse.Namespace, paths: StatePaths) -> int:
-    from churnops import deployment
+    from churnops.platform import deployment
 
     if args.stop:
         stopped = deployment.stop_service(paths)

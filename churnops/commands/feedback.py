@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from churnops.commands import UserError
+from churnops.core.errors import UserError
+from churnops.core.settings import StatePaths
 from churnops.monitoring.feedback import FeedbackError, FeedbackIngest, append_feedback, parse_feedback_csv
 from churnops.monitoring.inference_log import logged_request_ids
-from churnops.settings import StatePaths
 
 
 def ingest(path: Path, paths: StatePaths) -> FeedbackIngest:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from churnops.governance import CONTRACT_DIGEST_KEY, describe_overrides
-from churnops.settings import StatePaths
+from churnops.core.settings import StatePaths
+from churnops.modeling.governance import CONTRACT_DIGEST_KEY, describe_overrides
 
 COLUMNS = ("version", "stage", "created", "F1", "ROC-AUC", "gate verdict", "contract", "Bento tag", "serving",
            "gate override")
@@ -17,7 +17,7 @@ def _number(value: Any) -> str:
 
 
 def version_rows(paths: StatePaths) -> list[dict[str, str]]:
-    from churnops import deployment
+    from churnops.platform import deployment
 
     record = deployment.running_deployment(paths)
     rows = []

@@ -22,9 +22,10 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from churnops.commands import UserError
 from churnops.commands.retention import resolve_retention_days
-from churnops.dataset_schema import DatasetSchema
+from churnops.core.errors import UserError
+from churnops.core.settings import PROJECT_ROOT, StatePaths
+from churnops.data.schema import DatasetSchema
 from churnops.monitoring.decision import DecisionRules
 from churnops.monitoring.drift import DriftThresholds
 from churnops.monitoring.evidently_reports import ReportSettings
@@ -32,8 +33,7 @@ from churnops.monitoring.inference_log import WindowSpec, window_has_rows
 from churnops.monitoring.performance import PerformanceGate
 from churnops.monitoring.report import MonitoringReport, format_console, render_report
 from churnops.monitoring.retraining import RetrainingData, RetrainingSettings
-from churnops.run_config import ConfigError, default_config, load_config, write_resolved
-from churnops.settings import PROJECT_ROOT, StatePaths
+from churnops.platform.run_config import ConfigError, default_config, load_config, write_resolved
 
 REQUIRED_ARTIFACTS = ("dataset_schema", "reference_profile", "test_predictions", "train_set")
 SECTIONS: dict[str, type[BaseModel]] = {"thresholds": DriftThresholds, "rules": DecisionRules,
@@ -157,7 +157,7 @@ def retrain(model_version: Any, params: dict[str, Any], settings: RetrainingSett
             paths: StatePaths) -> dict[str, Any]:
     """Run the training pipeline on fresh data; return what happened (flat)."""
     from churnops.commands.training import run_training
-    from churnops.validation import DataValidationError
+    from churnops.data.validation import DataValidationError
 
     data = build_retraining_data(model_version, params, settings, paths)
     print(f"\nRetraining on {data.rows:,} rows: {data.production_rows:,} labelled production rows + "
@@ -171,7 +171,7 @@ def retrain(model_version: Any, params: dict[str, Any], settings: RetrainingSett
     except DataValidationError as error:
         print(f"\n{error}\n\nThe retraining data failed validation: nothing was trained or promoted.")
         return {**outcome, "retrained_version": None, "retrained_verdict": "validation_failed"}
-    from churnops.summary import format_console as training_console
+    from churnops.reporting.summary import format_console as training_console
 
     print("\n" + training_console(summary))
     return {**outcome, "retrained_version": summary["model_version"], "retrained_verdict": summary["verdict"],

@@ -23,11 +23,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from churnops.commands import UserError
+from churnops.core.errors import UserError
+from churnops.core.settings import StatePaths
 from churnops.monitoring.retention import ErasureSummary, enforce_retention, forget_customers
-from churnops.run_config import ConfigError, default_config, load_config
+from churnops.platform.run_config import ConfigError, default_config, load_config
 from churnops.serving.config import RetentionOptions, ServingConfig, load_serving_config
-from churnops.settings import StatePaths
 
 SET_RETENTION = ("set retention.retention_days in configs/serving.yaml (or parameters.retention_days in "
                  "configs/monitoring.yaml), or pass --retention-days N")

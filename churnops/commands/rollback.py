@@ -3,7 +3,7 @@
 The previous production version (or VERSION) becomes production, the current one is
 archived, reason and time are recorded on both, the Bento is rebuilt and a running local
 deployment is switched to it. The target goes through the gate first
-(``churnops.deployment.authorize``): a version that failed it, was never evaluated, whose
+(``churnops.platform.deployment.authorize``): a version that failed it, was never evaluated, whose
 artifacts changed or whose input contract differs is refused (exit 4) unless ``--force
 --reason TEXT``. With no earlier version nothing changes.
 """
@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 
-from churnops.commands import UserError
-from churnops.exit_codes import ExitCode
-from churnops.settings import StatePaths
+from churnops.core.errors import ExitCode, UserError
+from churnops.core.settings import StatePaths
 
 
 def run(args: argparse.Namespace, paths: StatePaths) -> int:
-    from churnops import deployment
+    from churnops.platform import deployment
 
     try:
         result = deployment.rollback(args.to, args.reason, force=args.force)

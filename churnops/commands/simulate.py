@@ -16,9 +16,10 @@ from typing import Any
 import requests
 from pydantic import ValidationError
 
-from churnops.commands import UserError
-from churnops.dataset_schema import DATASETS_DIR, DatasetSchema, load_schema
-from churnops.deployment import read_record
+from churnops.core.errors import UserError
+from churnops.core.settings import StatePaths
+from churnops.data.schema import DATASETS_DIR, DatasetSchema, load_schema
+from churnops.data.synthetic import SyntheticSpec, generate_customers
 from churnops.monitoring.simulator import (
     SimulatorSettings,
     TrafficResult,
@@ -27,9 +28,8 @@ from churnops.monitoring.simulator import (
     request_payloads,
     send_traffic,
 )
-from churnops.run_config import ConfigError, default_config, load_config
-from churnops.settings import StatePaths
-from churnops.synthetic import SyntheticSpec, generate_customers
+from churnops.platform.deployment import read_record
+from churnops.platform.run_config import ConfigError, default_config, load_config
 
 DEPLOY_FIRST = "python run.py --pipeline deploy --serve"
 

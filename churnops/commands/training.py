@@ -6,11 +6,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from churnops.commands import UserError
-from churnops.exit_codes import MEANINGS, ExitCode
-from churnops.run_config import ConfigError, default_config, load_config, with_overrides, write_resolved
-from churnops.settings import StatePaths
-from churnops.summary import format_console, format_markdown, training_summary, write_json
+from churnops.core.errors import MEANINGS, ExitCode, UserError
+from churnops.core.settings import StatePaths
+from churnops.platform.run_config import ConfigError, default_config, load_config, with_overrides, write_resolved
+from churnops.reporting.summary import format_console, format_markdown, training_summary, write_json
 
 
 def run_training(config_path: Path, paths: StatePaths, *, data: str | None = None, schema: Path | None = None,
@@ -18,7 +17,7 @@ def run_training(config_path: Path, paths: StatePaths, *, data: str | None = Non
                  force_reason: str | None = None) -> dict[str, Any]:
     """Run the training pipeline with overrides; return the flat summary.
 
-    Raises ``churnops.validation.DataValidationError`` when the data fails validation.
+    Raises ``churnops.data.validation.DataValidationError`` when the data fails validation.
     """
     try:
         config = with_overrides(load_config(config_path), data=data, schema=schema, rows=rows, seed=seed,
@@ -68,7 +67,7 @@ def _dashboard_hint(client: Any, run_id: Any) -> str:
 
 
 def exit_code(summary: dict[str, Any], fail_on_reject: bool = False) -> ExitCode:
-    """What a CI job sees (churnops.exit_codes): 0 promoted or staged by the champion comparison,
+    """What a CI job sees (churnops.core.errors): 0 promoted or staged by the champion comparison,
     4 the absolute gate rejected the candidate, 5 not promoted for any other reason (held back
     by its input contract; staged, with ``fail_on_reject``)."""
     verdict = summary["verdict"]
@@ -82,7 +81,7 @@ def exit_code(summary: dict[str, Any], fail_on_reject: bool = False) -> ExitCode
 
 
 def run(args: argparse.Namespace, paths: StatePaths) -> int:
-    from churnops.validation import DataValidationError
+    from churnops.data.validation import DataValidationError
 
     config = args.config or default_config("training")
     try:

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from churnops.dataset_schema import DatasetSchema
-from churnops.profile import CategoricalProfile, NumericProfile, ReferenceProfile, bin_shares, profile_numeric
+from churnops.data.profile import CategoricalProfile, NumericProfile, ReferenceProfile, bin_shares, profile_numeric
+from churnops.data.schema import DatasetSchema
 
 # Shares are floored before logs are taken, so an empty bin does not make PSI infinite.
 PSI_FLOOR = 1e-4

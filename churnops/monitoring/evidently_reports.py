@@ -17,8 +17,8 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from churnops import html
-from churnops.dataset_schema import DatasetSchema
+from churnops.data.schema import DatasetSchema
+from churnops.reporting import html
 
 DRIFT_METRIC = "evidently:metric_v2:DriftedColumnsCount"
 VALUE_DRIFT_METRIC = "evidently:metric_v2:ValueDrift"

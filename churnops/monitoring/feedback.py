@@ -79,7 +79,7 @@ def write_feedback(path: Path, frame: pd.DataFrame) -> None:
 
 def append_feedback(path: Path, records: pd.DataFrame) -> int:
     """Append ``records`` (FEEDBACK_COLUMNS) atomically; return the number of rows in the log."""
-    from churnops.locking import exclusive_lock
+    from churnops.core.locking import exclusive_lock
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with exclusive_lock(feedback_lock_path(path)):

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BaseModel, Field, model_validator
 
-from churnops.dataset_schema import DatasetSchema
+from churnops.data.schema import DatasetSchema
 from churnops.serving.log_format import LOG_FILE_SUFFIX, read_ipc_log_file, write_log_file
 
 LOG_COLUMNS = ["request_id", "timestamp", "model_name", "model_version", "customer_key", "probability", "label"]

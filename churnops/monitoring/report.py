@@ -6,13 +6,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from churnops import html
 from churnops.monitoring.alerts import AlertDelivery
 from churnops.monitoring.decision import MonitoringDecision
 from churnops.monitoring.drift import DataDriftResult, PredictionDrift
 from churnops.monitoring.evidently_reports import EvidentlyReport
 from churnops.monitoring.inference_log import LogReadSummary, SchemaCheck
 from churnops.monitoring.performance import METRIC_NAMES, LivePerformance
+from churnops.reporting import html
 
 
 class EvidentlySummary(BaseModel):

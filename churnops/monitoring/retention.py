@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 import yaml
 from pydantic import BaseModel, Field
 
-from churnops.locking import exclusive_lock
+from churnops.core.locking import exclusive_lock
 from churnops.monitoring.feedback import feedback_lock_path, read_feedback, write_feedback
 from churnops.monitoring.inference_log import LOG_FILE_SUFFIXES, partition_date, read_log_file
 from churnops.monitoring.retraining import PRODUCTION_ID_PREFIX

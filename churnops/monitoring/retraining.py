@@ -17,7 +17,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from churnops.dataset_schema import DatasetSchema, FileSource
+from churnops.data.schema import DatasetSchema, FileSource
 
 PRODUCTION_ID_PREFIX = "prod-"
 

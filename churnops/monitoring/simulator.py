@@ -1,6 +1,6 @@
 """Traffic for the running service: realistic synthetic customers, optionally drifted.
 
-Customers come from ``churnops.synthetic`` with a drift level (``none``/``low``/``high``) that
+Customers come from ``churnops.data.synthetic`` with a drift level (``none``/``low``/``high``) that
 shifts numerics, changes the category mix and changes how customers churn (concept drift).
 Each request carries its own ``request_id``, so the outcomes the simulator knows can be
 written to the feedback log keyed by request id, closing the monitoring loop.
@@ -21,8 +21,8 @@ import pandas as pd
 import requests
 from pydantic import BaseModel, ConfigDict, Field
 
-from churnops.dataset_schema import DatasetSchema
-from churnops.synthetic import DriftSpec
+from churnops.data.schema import DatasetSchema
+from churnops.data.synthetic import DriftSpec
 
 
 class SimulatorSettings(BaseModel):

@@ -1,5 +1,5 @@
 """Serving the churn model: request contract, fast inference, inference log, packaging.
 
 Nothing here imports BentoML; ``bento/service.py`` wires these pieces into the service and
-``churnops.deployment`` puts models and Bentos into the BentoML store.
+``churnops.platform.deployment`` puts models and Bentos into the BentoML store.
 """

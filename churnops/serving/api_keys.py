@@ -2,7 +2,7 @@
 
 The service reads them from one environment variable, ``auth.key_env`` (``CHURNOPS_API_KEY``):
 one key, or several separated by commas while a key is rotated. No key (unset or blank) means
-the API is open. ``churnops.api_key`` fills the variable from a ZenML secret when the CLI starts
+the API is open. ``churnops.platform.api_key`` fills the variable from a ZenML secret when the CLI starts
 the service. Nothing here ever puts a key in a message: errors name the source and the position.
 """
 

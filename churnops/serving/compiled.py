@@ -7,7 +7,7 @@ checked every value, so this module reads the fitted parameters of the *same* Pi
 on numpy arrays directly:
 
 * preprocessing: ``ColumnTransformer`` of ``SimpleImputer`` / ``StandardScaler`` /
-  ``OneHotEncoder`` steps (what ``churnops.modeling`` builds);
+  ``OneHotEncoder`` steps (what ``churnops.modeling.training`` builds);
 * estimators: ``LogisticRegression`` (binary), forests and single trees (sklearn's own
   compiled tree evaluation), ``HistGradientBoostingClassifier`` (its own predictors); any
   other classifier gets the compiled preprocessing and its own ``predict_proba``.
@@ -30,7 +30,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from churnops.dataset_schema import DatasetSchema
+from churnops.data.schema import DatasetSchema
 from churnops.serving.contract import FeatureBatch
 
 logger = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from churnops.settings import CONFIGS_DIR, StatePaths
+from churnops.core.settings import CONFIGS_DIR, StatePaths
 
 CONFIG_ENV = "CHURNOPS_SERVING_CONFIG"
 LOG_SWITCH_ENV = "CHURNOPS_INFERENCE_LOG"
@@ -71,7 +71,7 @@ class AuthOptions(_Strict):
     key_env: str = Field("CHURNOPS_API_KEY", min_length=1)
     # Also require the key on /metrics (health probes and the docs page always stay open).
     protect_metrics: bool = False
-    # On ZenML stacks the CLI that starts the service (churnops.api_key) fills key_env from this
+    # On ZenML stacks the CLI that starts the service (churnops.platform.api_key) fills key_env from this
     # ZenML secret when the variable is unset; null: never look one up.
     zenml_secret: str | None = "churnops-api-key"
     zenml_secret_key: str = Field("api_key", min_length=1)

@@ -27,7 +27,7 @@ import msgspec
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
-from churnops.dataset_schema import DatasetSchema
+from churnops.data.schema import DatasetSchema
 
 REQUEST_ID_FIELD = "request_id"
 MAX_ID_LENGTH = 128

@@ -63,7 +63,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from churnops.dataset_schema import DatasetSchema
+from churnops.data.schema import DatasetSchema
 from churnops.serving.contract import FeatureBatch
 from churnops.serving.log_format import LOG_FILE_SUFFIX, fsync_directory, write_log_file
 from churnops.serving.log_journal import Journal, LogLayout, LogRows, build_log_table, publish_unfinished

@@ -1,6 +1,6 @@
 """What a packaged model is: the files inside a BentoML model folder, and its card.
 
-``churnops.deployment`` writes them into the BentoML model store; the service reads them.
+``churnops.platform.deployment`` writes them into the BentoML model store; the service reads them.
 Keeping the format here (without BentoML) lets both sides and the tests share it.
 """
 
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import joblib
 from pydantic import BaseModel, Field
 
-from churnops.dataset_schema import DatasetSchema
+from churnops.data.schema import DatasetSchema
 
 if TYPE_CHECKING:
     # Only for hints: keeps sklearn out of light importers such as `run.py --pipeline simulate`.

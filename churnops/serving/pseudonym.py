@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pyarrow as pa
 
-from churnops.settings import StatePaths
+from churnops.core.settings import StatePaths
 
 # Byte -> its two lowercase hex digits as one little-endian uint16 (memory order: high digit first).
 _HEX_PAIRS = np.frombuffer("".join(f"{byte:02x}" for byte in range(256)).encode(), dtype="<u2")

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from churnops.core.settings import StatePaths
 from churnops.serving.compiled import Scorer, compile_pipeline
 from churnops.serving.config import ServingConfig
 from churnops.serving.contract import (
@@ -34,7 +35,6 @@ from churnops.serving.contract import (
 from churnops.serving.inference_log import InferenceLogUnavailable, InferenceLogWriter, WriterStats
 from churnops.serving.packaging import ModelCard, read_model_files
 from churnops.serving.pseudonym import load_salt
-from churnops.settings import StatePaths
 
 logger = logging.getLogger(__name__)
 

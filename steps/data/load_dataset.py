@@ -3,9 +3,9 @@ from typing import Annotated, Any
 import pandas as pd
 from zenml import log_metadata, step
 
-from churnops.dataset_schema import DatasetSchema, FileSource, load_schema
-from churnops.sources import content_hash, load_raw
-from churnops.synthetic import DefectSpec, DriftSpec, SyntheticSpec
+from churnops.data.schema import DatasetSchema, FileSource, load_schema
+from churnops.data.sources import content_hash, load_raw
+from churnops.data.synthetic import DefectSpec, DriftSpec, SyntheticSpec
 from materializers import DatasetSchemaMaterializer
 
 

@@ -4,7 +4,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 from zenml import step
 
-from churnops.dataset_schema import DatasetSchema
+from churnops.data.schema import DatasetSchema
 
 
 @step

@@ -3,9 +3,9 @@ from typing import Annotated
 import pandas as pd
 from zenml import log_metadata, step
 
-from churnops.dataset_schema import DatasetSchema
-from churnops.profile import ReferenceProfile, build_reference_profile
-from churnops.validation import DataValidationError, ValidationReport, validate_and_clean
+from churnops.data.profile import ReferenceProfile, build_reference_profile
+from churnops.data.schema import DatasetSchema
+from churnops.data.validation import DataValidationError, ValidationReport, validate_and_clean
 from materializers import ReferenceProfileMaterializer, ValidationReportMaterializer
 
 

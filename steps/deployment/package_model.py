@@ -5,9 +5,9 @@ from zenml import get_step_context, step
 from zenml.client import Client
 from zenml.logger import get_logger
 
-from churnops.dataset_schema import DatasetSchema
-from churnops.deployment import package_version
-from churnops.promotion import PromotionDecision
+from churnops.data.schema import DatasetSchema
+from churnops.modeling.promotion import PromotionDecision
+from churnops.platform.deployment import package_version
 
 logger = get_logger(__name__)
 

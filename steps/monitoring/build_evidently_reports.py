@@ -3,7 +3,7 @@ from typing import Annotated, Any
 import pandas as pd
 from zenml import step
 
-from churnops.dataset_schema import DatasetSchema
+from churnops.data.schema import DatasetSchema
 from churnops.monitoring.evidently_reports import EvidentlyReport, ReportSettings, build_reports
 from materializers.monitoring import EvidentlyReportMaterializer
 

@@ -3,10 +3,10 @@ from typing import Annotated, Any
 import pandas as pd
 from zenml import step
 
-from churnops.dataset_schema import DatasetSchema
+from churnops.data.profile import ReferenceProfile
+from churnops.data.schema import DatasetSchema
 from churnops.monitoring.drift import DataDriftResult, DriftThresholds, detect_data_drift
 from churnops.monitoring.inference_log import SchemaCheck
-from churnops.profile import ReferenceProfile
 from materializers.monitoring import DataDriftResultMaterializer
 
 

@@ -4,7 +4,7 @@ from typing import Annotated
 import pandas as pd
 from zenml import step
 
-from churnops.dataset_schema import DatasetSchema
+from churnops.data.schema import DatasetSchema
 from churnops.monitoring.inference_log import LogReadSummary, SchemaCheck, WindowSpec, conform_features, read_window
 from materializers.monitoring import (
     LogReadSummaryMaterializer,

@@ -7,10 +7,9 @@ from zenml.client import Client
 from zenml.enums import ModelStages
 from zenml.models import ModelVersionResponse
 
-from churnops.dataset_schema import DatasetSchema
-from churnops.deployment import GateRefused, artifact_hashes, authorize, production_version, promotion_lock
-from churnops.evaluation import EvaluationReport, compute_metrics
-from churnops.governance import (
+from churnops.data.schema import DatasetSchema
+from churnops.modeling.evaluation import EvaluationReport, compute_metrics
+from churnops.modeling.governance import (
     ARTIFACT_HASHES_KEY,
     CONTRACT_DIGEST_KEY,
     CONTRACT_KEY,
@@ -18,8 +17,9 @@ from churnops.governance import (
     contract_digest,
     input_contract,
 )
-from churnops.promotion import Champion, GateConfig, PromotionDecision, decide, held_back
-from churnops.provenance import git_commit, library_versions
+from churnops.modeling.promotion import Champion, GateConfig, PromotionDecision, decide, held_back
+from churnops.platform.deployment import GateRefused, artifact_hashes, authorize, production_version, promotion_lock
+from churnops.reporting.provenance import git_commit, library_versions
 from materializers import PromotionDecisionMaterializer
 
 

@@ -5,9 +5,9 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 from zenml import log_metadata, step
 
-from churnops.dataset_schema import DatasetSchema
-from churnops.evaluation import EvaluationReport, baseline_metrics, evaluate
-from churnops.modeling import SearchSummary
+from churnops.data.schema import DatasetSchema
+from churnops.modeling.evaluation import EvaluationReport, baseline_metrics, evaluate
+from churnops.modeling.training import SearchSummary
 from materializers import EvaluationReportMaterializer
 
 

@@ -10,9 +10,9 @@ from skops.io import get_untrusted_types
 from zenml import ArtifactConfig, log_metadata, step
 from zenml.enums import ArtifactType
 
-from churnops.dataset_schema import DatasetSchema
-from churnops.modeling import SearchSummary, TrainingSpec, search_candidates
-from churnops.sources import content_hash
+from churnops.data.schema import DatasetSchema
+from churnops.data.sources import content_hash
+from churnops.modeling.training import SearchSummary, TrainingSpec, search_candidates
 from materializers import SearchSummaryMaterializer
 
 # What the logged MLflow model needs; stating it skips MLflow's slow requirement inference.

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from churnops.evaluation import Metrics
+from churnops.modeling.evaluation import Metrics
 
 Stage = Literal["production", "staging", "none"]
 # held: it passed and won, but the gate kept it out of production (its input contract differs

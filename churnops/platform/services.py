@@ -1,5 +1,5 @@
 """Background service processes: start, readiness, guaranteed teardown. Standard library only:
-``churnops.deployment`` uses it, and it ships in the training pipeline's image.
+``churnops.platform.deployment`` uses it, and it ships in the training pipeline's image.
 
 Every service starts in its own session, so its process group holds it and everything it
 forks (MLflow's uvicorn worker, BentoML's workers, for some); stopping kills the whole group

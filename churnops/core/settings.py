@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # churnops/core/settings.py
 CONFIGS_DIR = PROJECT_ROOT / "configs"
 DEFAULT_HOME = PROJECT_ROOT / ".churnops"
 
@@ -119,7 +119,7 @@ def configure_environment(home: str | os.PathLike[str] | None = None) -> StatePa
 
 
 if __name__ == "__main__":
-    # `eval "$(python -m churnops.settings)"` gives a shell the same isolated environment.
+    # `eval "$(python -m churnops.core.settings)"` gives a shell the same isolated environment.
     import shlex
 
     for key, value in environment(state_paths()).items():

@@ -22,7 +22,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_pre
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from churnops.dataset_schema import DatasetSchema
+from churnops.data.schema import DatasetSchema
 
 SelectionMetric = Literal["roc_auc", "average_precision", "f1", "neg_log_loss", "neg_brier_score"]
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pydantic import BaseModel, Field
 
-from churnops.dataset_schema import CategoricalFeature, DatasetSchema, NumericFeature
+from churnops.data.schema import CategoricalFeature, DatasetSchema, NumericFeature
 
 _WHITESPACE = re.compile(r"\s+")
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from churnops.dataset_schema import DatasetSchema
+from churnops.data.schema import DatasetSchema
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 PSI_BINS = 10

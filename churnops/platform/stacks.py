@@ -27,9 +27,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from churnops.commands import UserError
-from churnops.run_config import ConfigError, load_config
-from churnops.settings import CONFIGS_DIR, state_paths
+from churnops.core.errors import UserError
+from churnops.core.settings import CONFIGS_DIR, state_paths
+from churnops.platform.run_config import ConfigError, load_config
 
 STACKS_DIR = CONFIGS_DIR / "stacks"
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -249,8 +249,8 @@ def stack_name(name_or_path: str) -> str:
 
 def ensure_server(server: str) -> None:
     """Connect the client to the store the stack belongs to."""
-    from churnops import zenml_server
-    from churnops.services import ServiceError
+    from churnops.platform import zenml_server
+    from churnops.platform.services import ServiceError
 
     if server == "local":
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import subprocess
 
-from churnops.settings import PROJECT_ROOT
+from churnops.core.settings import PROJECT_ROOT
 
 TRACKED_LIBRARIES = ("zenml", "scikit-learn", "pandas", "numpy", "mlflow", "bentoml", "evidently", "pandera")
 

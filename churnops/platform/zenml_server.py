@@ -5,13 +5,11 @@ as the embedded client store (both live under ``ZENML_CONFIG_PATH``). Connecting
 disconnecting from it therefore never loses a run, a model version, a stack or a secret:
 it only changes whether the client talks to the database directly or through the server.
 
-    python -m churnops.zenml_server start [--port N]   # what `make dashboard` runs
-    python -m churnops.zenml_server stop               # what `make dashboard-stop` runs
+``python -m churnops.commands.dashboard start|stop|url`` (``make dashboard``) is its command line.
 """
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
 import os
 import sys
@@ -20,8 +18,8 @@ from pathlib import Path
 
 import requests
 
-from churnops.ports import LOOPBACK, port_is_free
-from churnops.services import ServiceError, pid_alive, stop_process, wait_until_ready
+from churnops.platform.ports import LOOPBACK, port_is_free
+from churnops.platform.services import ServiceError, pid_alive, stop_process, wait_until_ready
 
 DEFAULT_PORT = 8237
 PORT_VARIABLE = "CHURNOPS_DASHBOARD_PORT"
@@ -141,37 +139,3 @@ def stop_local_server(timeout: float = 30.0) -> bool:
     if pid_alive(pid):
         stop_process(pid)
     return True
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m churnops.zenml_server", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=("start", "stop", "url"))
-    parser.add_argument("--port", type=int, help=f"port on {LOOPBACK} (default: ${PORT_VARIABLE} or {DEFAULT_PORT})")
-    args = parser.parse_args(argv)
-
-    from churnops.settings import configure_environment
-
-    paths = configure_environment()
-    os.environ.setdefault("ZENML_AUTO_OPEN_DASHBOARD", "false")
-    from churnops.bootstrap import ensure_repository
-
-    ensure_repository(paths)  # first, back to the embedded store if the server died
-    if args.action == "start":
-        try:
-            url = start_local_server(args.port)
-        except ServiceError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-        print(f"ZenML dashboard: {url}  (runs: {url}/projects/default/runs; stop: make dashboard-stop)")
-    elif args.action == "stop":
-        print("Stopped the local ZenML server." if stop_local_server() else "The local ZenML server was not running.")
-    else:
-        url = local_server_url()
-        print(url or "not running")
-        return 0 if url else 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,7 +14,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from churnops.settings import CONFIGS_DIR, PROJECT_ROOT
+from churnops.core.settings import CONFIGS_DIR, PROJECT_ROOT
 
 DATASETS_DIR = CONFIGS_DIR / "datasets"
 

@@ -3,14 +3,14 @@
 - S3: ``moto_server`` (an S3 API emulator; state in memory, gone when it stops);
 - MLflow: ``mlflow server`` with its own sqlite backend, storing artifacts in that S3 bucket
   (clients upload through the server, as with a real tracking server);
-- ZenML: the local ZenML server (``churnops.zenml_server``), so runs go through the REST API.
+- ZenML: the local ZenML server (``churnops.platform.zenml_server``), so runs go through the REST API.
 
 ``configs/stacks/cloud-sim.yaml`` reads the endpoints and the emulator's throwaway keys from
 the variables :func:`stack_environment` returns; the keys become ZenML secrets at registration.
 
-    python -m churnops.cloudsim up      # start all three, register and activate cloud-sim
-    python -m churnops.cloudsim env     # print the variables (to re-register by hand)
-    python -m churnops.cloudsim down    # stop everything it started
+    python -m churnops.platform.cloudsim up      # start all three, register and activate cloud-sim
+    python -m churnops.platform.cloudsim env     # print the variables (to re-register by hand)
+    python -m churnops.platform.cloudsim down    # stop everything it started
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from churnops.ports import LOOPBACK, free_port
-from churnops.services import ServiceError, group_runs, start_service, stop_process_group
-from churnops.settings import TELEMETRY_OFF, StatePaths
+from churnops.core.settings import TELEMETRY_OFF, StatePaths
+from churnops.platform.ports import LOOPBACK, free_port
+from churnops.platform.services import ServiceError, group_runs, start_service, stop_process_group
 
 DEFAULT_BUCKET = "churnops"
 REGION = "us-east-1"
@@ -160,8 +160,8 @@ def stop_services(paths: StatePaths) -> bool:
 
 def up(paths: StatePaths) -> CloudSim:
     """Start everything and register + activate the cloud-sim stack (in this process)."""
-    from churnops import zenml_server
-    from churnops.bootstrap import ensure_repository
+    from churnops.platform import zenml_server
+    from churnops.platform.bootstrap import ensure_repository
 
     ensure_repository(paths)  # first, back to the embedded store if the server died
     sim = start_services(paths)
@@ -170,14 +170,14 @@ def up(paths: StatePaths) -> CloudSim:
         sim = replace(sim, started_zenml_server=True)
         _save_state(paths, sim)
     os.environ.update(sim.stack_environment())
-    from churnops.stacks import use_stack
+    from churnops.platform.stacks import use_stack
 
     use_stack(STACK)
     return sim
 
 
 def down(paths: StatePaths) -> None:
-    from churnops import zenml_server
+    from churnops.platform import zenml_server
 
     sim = load_state(paths)
     stop_services(paths)
@@ -186,12 +186,12 @@ def down(paths: StatePaths) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m churnops.cloudsim", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m churnops.platform.cloudsim", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=("up", "down", "env", "status"))
     args = parser.parse_args(argv)
 
-    from churnops.settings import configure_environment
+    from churnops.core.settings import configure_environment
 
     paths = configure_environment()
     os.environ.setdefault("ZENML_AUTO_OPEN_DASHBOARD", "false")
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         except ServiceError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-        from churnops import zenml_server
+        from churnops.platform import zenml_server
 
         print(f"S3 emulator:   {sim.s3_endpoint}  (bucket s3://{sim.bucket})")
         print(f"MLflow server: {sim.mlflow_url}")

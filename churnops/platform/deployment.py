@@ -11,13 +11,13 @@
 * :func:`rollback` — the previous (or a chosen) production version becomes production again.
 * :func:`authorize` — the one gate check every path that makes a version production or serves
   it goes through (training promotion, rollback, deploy, retraining): the version's recorded
-  verdict, its artifact hashes and its input contract (``churnops.governance``), refused unless
+  verdict, its artifact hashes and its input contract (``churnops.modeling.governance``), refused unless
   explicitly overridden, the override recorded on the version.
 * :func:`promotion_lock` — promotions and rollbacks of one model are serialised through a lock
   held in the ZenML store itself (a uniquely named tag), so it holds for every process that
   shares the store, local or remote.
 
-Import after ``churnops.settings.configure_environment``: BentoML and ZenML read their
+Import after ``churnops.core.settings.configure_environment``: BentoML and ZenML read their
 locations when first imported.
 """
 
@@ -38,9 +38,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from churnops import services
-from churnops.dataset_schema import DatasetSchema
-from churnops.governance import (
+from churnops.core.settings import PROJECT_ROOT, StatePaths, environment
+from churnops.data.schema import DatasetSchema
+from churnops.modeling.governance import (
     CONTRACT_KEY,
     OVERRIDES_KEY,
     Violation,
@@ -50,7 +50,8 @@ from churnops.governance import (
     refusal_message,
     review_version,
 )
-from churnops.ports import port_is_free
+from churnops.platform import services
+from churnops.platform.ports import port_is_free
 from churnops.serving.packaging import (
     FILES_SHA256_KEY,
     METRIC_KEYS,
@@ -60,7 +61,6 @@ from churnops.serving.packaging import (
     verify_model_files,
     write_model_files,
 )
-from churnops.settings import PROJECT_ROOT, StatePaths, environment
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
@@ -503,9 +503,9 @@ def start_service(paths: StatePaths, bento_tag: str, model_version: str, host: s
         raise DeploymentError(f"port {port} on {host} is in use: choose another with --port")
     log_file = paths.home / "logs" / f"bentoml-serve-{port}.log"
     env = {**os.environ, **environment(paths), **(extra_env or {})}
-    from churnops.api_key import ApiKeyError, api_key_environment
+    from churnops.platform.api_key import ApiKeyError, api_key_environment
 
-    try:  # the API key from a ZenML secret, unless the environment sets one (churnops/api_key.py)
+    try:  # the API key from a ZenML secret, unless the environment sets one (churnops/platform/api_key.py)
         env.update(api_key_environment(env))
     except ApiKeyError as error:
         raise DeploymentError(str(error)) from None

@@ -8,7 +8,7 @@ bentoml and scikit-learn. On a ZenML stack the key can live in a ZenML secret in
 
     zenml secret create churnops-api-key --api_key=<key>
 
-:func:`api_key_environment` is called by ``churnops.deployment.start_service`` (used by
+:func:`api_key_environment` is called by ``churnops.platform.deployment.start_service`` (used by
 ``run.py --pipeline deploy --serve``, rollback's restart and the tests): when the variable is not
 set, it looks the secret up and returns the variable to hand to ``bentoml serve``. The variable
 wins over the secret; no such secret (or a store without secrets) means no key, and the service

@@ -1,4 +1,7 @@
-"""The exit codes of ``run.py``, for CI jobs and scripts. Standard library only.
+"""The one error type users see, and the exit codes of ``run.py`` for CI jobs and scripts.
+
+Standard library only; nothing in churnops is imported here, so any layer may raise
+:class:`UserError` without depending on the CLI.
 
 ``1`` is left to Python: an uncaught exception (a crash, with a traceback) exits 1, so every
 outcome the project decides on has a code of its own.
@@ -39,3 +42,12 @@ def describe(width: int = 100) -> str:
     """Every code and its meaning, wrapped, for ``run.py --help``."""
     return "\n".join(textwrap.fill(MEANINGS[code], width, initial_indent=f"  {int(code)}  ", subsequent_indent="     ")
                      for code in ExitCode)
+
+
+class UserError(Exception):
+    """Something the user can fix; shown as an error without a traceback, exit ``code``
+    (2 by default, 4 for a gate refusal)."""
+
+    def __init__(self, message: str, code: int = ExitCode.USAGE) -> None:
+        super().__init__(message)
+        self.code = int(code)

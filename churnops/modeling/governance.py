@@ -3,7 +3,7 @@ become production or be served, and how an explicit override is recorded.
 
 Pure functions over what the training pipeline recorded on a model version (its metadata,
 docs/contracts.md) and what is observed now (the artifact hashes recomputed from the artifact
-store, the contract of the current production version). ``churnops.deployment.authorize`` feeds
+store, the contract of the current production version). ``churnops.platform.deployment.authorize`` feeds
 them from the Model Control Plane; training promotion, ``rollback``, ``rollback --to``,
 ``deploy --version`` and retraining all go through it.
 
@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from churnops.dataset_schema import DatasetSchema
+from churnops.data.schema import DatasetSchema
 
 # Model-version metadata keys written by the promotion step and read back here.
 VERDICT_KEY = "verdict"

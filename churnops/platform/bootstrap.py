@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from churnops.settings import StatePaths
+from churnops.core.settings import StatePaths
 
 DEFAULT_STACK = "local"
 
@@ -15,7 +15,7 @@ def ensure_repository(paths: StatePaths) -> None:
     before its first ``Client()``."""
     from zenml.client import Client
 
-    from churnops.zenml_server import recover_from_dead_local_server
+    from churnops.platform.zenml_server import recover_from_dead_local_server
 
     # Instead of ZenML retrying a dead server for half a minute and failing.
     recover_from_dead_local_server()
@@ -28,7 +28,7 @@ def ensure_stack(paths: StatePaths, stack: str | None = None) -> str:
     or fall back to the local default when ZenML's bare ``default`` stack is active."""
     from zenml.client import Client
 
-    from churnops.stacks import use_stack
+    from churnops.platform.stacks import use_stack
 
     ensure_repository(paths)
     if stack is None:

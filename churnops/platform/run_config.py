@@ -1,4 +1,10 @@
-"""Pipeline configs: read the YAML, apply command-line overrides, write the resolved file."""
+"""Pipeline configs: read the YAML, apply command-line overrides, write the resolved file.
+
+The resolved file also carries the pipeline's DockerSettings for remote orchestrators
+(``configs/docker.yaml``), kept in configuration so pipelines and steps stay stack-agnostic: a run
+config gets the ``settings: docker:`` block for its pipeline, which the local orchestrator ignores
+and a remote orchestrator builds its image from.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from churnops.dataset_schema import DATASETS_DIR
-from churnops.settings import CONFIGS_DIR, StatePaths
+from churnops.core.settings import CONFIGS_DIR, StatePaths
+from churnops.data.schema import DATASETS_DIR
 
 DATA_FILE_SUFFIXES = {".csv", ".parquet", ".pq"}
 
@@ -87,11 +93,45 @@ def with_overrides(config: dict[str, Any], *, data: str | None = None, schema: P
 def write_resolved(config: dict[str, Any], pipeline: str, paths: StatePaths) -> Path:
     """Keep the exact config of each run under ``$CHURNOPS_HOME/runs`` (and hand it to ZenML),
     with the container settings of ``pipeline`` (``configs/docker.yaml``) for remote orchestrators."""
-    from churnops.containers import with_docker_settings
-
     config = with_docker_settings(config, pipeline)
     folder = paths.home / "runs"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{pipeline}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+# ---------------------------------------------------------------- container settings
+
+DOCKER_CONFIG = CONFIGS_DIR / "docker.yaml"
+
+
+def load_docker_config() -> dict[str, Any]:
+    config = load_config(DOCKER_CONFIG)
+    if not isinstance(config.get("pipelines"), dict):
+        raise ValueError(f"{DOCKER_CONFIG}: expected a mapping with 'defaults' and 'pipelines'")
+    return config
+
+
+def docker_settings(pipeline: str) -> dict[str, Any]:
+    """``defaults`` merged with the block of ``pipeline`` (a run.py pipeline name)."""
+    config = load_docker_config()
+    if pipeline not in config["pipelines"]:
+        raise KeyError(f"{DOCKER_CONFIG}: no container settings for pipeline '{pipeline}' "
+                       f"(known: {', '.join(sorted(config['pipelines']))})")
+    settings = copy.deepcopy(config.get("defaults") or {})
+    for key, value in (config["pipelines"][pipeline] or {}).items():
+        if isinstance(value, dict) and isinstance(settings.get(key), dict):
+            settings[key] = {**settings[key], **value}
+        else:
+            settings[key] = copy.deepcopy(value)
+    return settings
+
+
+def with_docker_settings(run_config: dict[str, Any], pipeline: str) -> dict[str, Any]:
+    """A copy of ``run_config`` carrying ``settings: docker:`` for ``pipeline``; settings the
+    run config already declares win."""
+    resolved = copy.deepcopy(run_config)
+    declared = resolved.setdefault("settings", {}).get("docker") or {}
+    resolved["settings"]["docker"] = {**docker_settings(pipeline), **declared}
+    return resolved

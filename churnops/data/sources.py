@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from churnops.dataset_schema import DatasetSchema, FileSource, PackageSource, SyntheticSource
-from churnops.synthetic import SyntheticSpec, generate_customers
+from churnops.data.schema import DatasetSchema, FileSource, PackageSource, SyntheticSource
+from churnops.data.synthetic import SyntheticSpec, generate_customers
 
 
 class DataSourceError(RuntimeError):

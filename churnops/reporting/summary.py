@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from churnops.evaluation import EvaluationReport
-from churnops.promotion import PromotionDecision
+from churnops.modeling.evaluation import EvaluationReport
+from churnops.modeling.promotion import PromotionDecision
 
 METRICS = ("f1", "roc_auc", "pr_auc", "accuracy", "precision", "recall", "brier")
 
@@ -23,7 +23,7 @@ def training_summary(decision: PromotionDecision, evaluation: EvaluationReport,
         "verdict": decision.verdict,
         "gate_passed": decision.gate_passed,
         "reason": decision.reason,
-        "overridden_rules": decision.overridden_rules,
+        "overridden_rules": ",".join(decision.overridden_rules),
         **{name: getattr(m, name) for name in METRICS},
         "threshold": m.threshold,
         "baseline_f1": evaluation.best_baseline_f1,
@@ -51,7 +51,7 @@ def format_console(summary: dict[str, Any]) -> str:
         f"Model {summary['model_name']} version {summary['model_version']}: {summary['verdict'].upper()} "
         f"(stage: {summary['stage']})",
         f"  reason      {summary['reason']}",
-        *([f"  OVERRIDE    gate rules {', '.join(summary['overridden_rules'])} forced past (recorded on the version)"]
+        *([f"  OVERRIDE    gate rules {summary['overridden_rules']} forced past (recorded on the version)"]
           if summary.get("overridden_rules") else []),
         f"  data        {summary['dataset']} · {summary['rows']} rows · {summary['data_source']}",
         f"  estimator   {summary['estimator']} at threshold {num(summary['threshold'])}",

@@ -1,0 +1,2 @@
+"""Domain, data: dataset schemas, sources (synthetic, packaged, files), validation and cleaning,
+reference profiles. No ZenML, no platform."""

@@ -1,0 +1,1 @@
+"""Domain, reporting: self-contained HTML, run summaries (console, JSON, Markdown), provenance."""
