@@ -261,7 +261,7 @@ def ensure_server(server: str) -> None:
     elif server == "remote" and not zenml_server.connected_to_remote_server():
         raise StackConfigError(
             "this stack needs a deployed ZenML server that its remote orchestrator can reach; "
-            "connect first with `zenml login https://YOUR-ZENML-SERVER` (see README, Stacks)")
+            "connect first with `zenml login https://YOUR-ZENML-SERVER` (see docs/stacks.md)")
 
 
 def check_integrations(spec: StackSpec) -> None:
