@@ -263,6 +263,28 @@ def test_records_a_running_service_writes_during_the_erasure_are_caught(state):
     assert summary.audit_entry("ops")["complete"] is False
 
 
+def test_a_running_writers_journal_does_not_make_the_erasure_incomplete(state):
+    from churnops.serving.log_recovery import WriterLock
+
+    paths, _ = state
+    log_dir = paths.inference_log_dir
+    partition = log_dir / f"date={NOW:%Y-%m-%d}"
+    live = partition / ".svc-live-000001.arrow.open"  # a durable writer's journal, published within flush_seconds
+    live.write_bytes(b"journal")
+    lock = WriterLock(log_dir, "svc-live")
+    try:
+        summary = forget_customers([FORGOTTEN], customer_keys_function(paths), log_dir, paths.feedback_log,
+                                   paths.retraining_dir)
+    finally:
+        lock.release()
+    assert summary.inference_log.unfinished_files_skipped == 0 and not summary.incomplete
+    assert live.read_bytes() == b"journal"
+    # The same journal once its writer is gone (killed) is a leftover the erasure cannot read.
+    again = forget_customers([FORGOTTEN], customer_keys_function(paths), log_dir, paths.feedback_log,
+                             paths.retraining_dir)
+    assert again.inference_log.unfinished_files_skipped == 1 and again.incomplete
+
+
 def test_retention_removes_exactly_the_expired_partitions_and_feedback(state):
     paths, _keys = state
     log_dir, feedback_path = paths.inference_log_dir, paths.feedback_log

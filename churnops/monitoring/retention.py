@@ -43,6 +43,7 @@ from churnops.monitoring.feedback import feedback_lock_path, read_feedback, writ
 from churnops.monitoring.inference_log import LOG_FILE_SUFFIXES, partition_date, read_log_file
 from churnops.monitoring.retraining import PRODUCTION_ID_PREFIX
 from churnops.serving.log_format import LOG_FILE_SUFFIX, write_log_file
+from churnops.serving.log_recovery import live_writer_file
 
 LOG_LOCK_NAME = ".maintenance.lock"
 RETRAINING_TABLE = "retraining_data.parquet"
@@ -312,7 +313,9 @@ def _log_files(log_dir: Path, erasure: LogErasure) -> list[Path]:
     for _day, folder in partition_folders(log_dir):
         for path in sorted(folder.iterdir()):
             if path.name.startswith("."):
-                erasure.unfinished_files_skipped += int(path.is_file())
+                # A running writer's journal is published within flush_seconds (settle() waits
+                # for that); only leftovers of a crash make the erasure incomplete.
+                erasure.unfinished_files_skipped += int(path.is_file() and not live_writer_file(path))
             elif path.is_file() and path.suffix in LOG_FILE_SUFFIXES:
                 files.append(path)
     return files

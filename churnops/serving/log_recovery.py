@@ -83,6 +83,22 @@ class WriterLock:
         os.close(self._descriptor)
 
 
+def live_writer_file(path: Path) -> bool:
+    """Whether ``path`` is an unfinished file (journal or temporary) of a writer that is running
+    now: its records reach a finished file within ``flush_seconds``, so it is no leftover."""
+    match = _UNFINISHED.match(path.name)
+    if match is None:
+        return False
+    lock = writer_lock_path(path.parent.parent, match["writer"])
+    if not lock.exists():
+        return False
+    descriptor = _try_lock(lock)
+    if descriptor is None:
+        return True
+    os.close(descriptor)
+    return False
+
+
 def writer_lock_path(directory: Path, writer_id: str) -> Path:
     return directory / f"{WRITER_LOCK_PREFIX}{writer_id}{WRITER_LOCK_SUFFIX}"
 
