@@ -28,6 +28,7 @@ import yaml
 from churnops.core.settings import StatePaths
 from churnops.monitoring.inference_log import list_partitions, logged_request_ids, read_log_file
 from churnops.platform.ports import free_port
+from churnops.platform.services import process_tree
 from churnops.serving.log_recovery import WRITER_LOCK_PREFIX, recover_unfinished_files
 from churnops.serving.packaging import ModelCard
 from tests.test_serving_unit import SCHEMA, fit, records
@@ -136,24 +137,6 @@ def serve(home: Path, bento_tag: str, mode: str, log_dir: Path):
         "CHURNOPS_INFERENCE_LOG_DIR": str(log_dir),
         "CHURNOPS_CUSTOMER_SALT": "crash-test-salt",
     })
-
-
-def process_tree(root: int) -> list[int]:
-    """``root`` and its descendants, by parent pid (BentoML's worker has a process group of
-    its own, so the server's group does not hold it)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            pid, ppid = int(stat.parent.name), int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(pid)
-    tree, queue = [], [root]
-    while queue:
-        pid = queue.pop()
-        tree.append(pid)
-        queue.extend(children.get(pid, []))
-    return tree
 
 
 def kill_9(home: Path, server_pid: int) -> float:

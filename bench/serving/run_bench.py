@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from churnops.platform.ports import free_port  # noqa: E402
-from churnops.platform.services import start_service, stop_process_group  # noqa: E402
+from churnops.platform.services import process_tree, start_service, stop_process_group  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 LUA = Path(__file__).with_name("post.lua")
@@ -81,7 +81,7 @@ class Server:
         """CPU seconds used so far by the server's processes: the inference-log writer thread
         (named by the service) and everything else."""
         used = {"log": 0.0, "all": 0.0}
-        for pid in _process_tree(self.pid):
+        for pid in process_tree(self.pid):
             # A process's own figure includes threads that have exited (a thread pool's, say).
             used["all"] += _cpu_seconds(Path(f"/proc/{pid}"))
             for task in Path(f"/proc/{pid}/task").glob("*"):
@@ -91,24 +91,6 @@ class Server:
                 except (FileNotFoundError, ProcessLookupError):
                     continue
         return used
-
-
-def _process_tree(root: int) -> list[int]:
-    """``root`` and its descendants, by parent pid: BentoML's worker runs in a process group
-    of its own, so the server's process group does not cover it."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            pid, ppid = int(stat.parent.name), int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (FileNotFoundError, ProcessLookupError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(pid)
-    tree, queue = [], [root]
-    while queue:
-        pid = queue.pop()
-        tree.append(pid)
-        queue.extend(children.get(pid, []))
-    return tree
 
 
 def _cpu_seconds(proc_entry: Path) -> float:

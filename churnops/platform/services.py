@@ -195,13 +195,20 @@ def stop_process_group(pgid: int, timeout: float = 15.0) -> None:
     _stop(lambda sig: os.killpg(pgid, sig), lambda: _group(pgid), timeout, f"process group {pgid}")
 
 
-def stop_process(pid: int, timeout: float = 15.0) -> None:
-    """Stop one process and its descendants (for daemons that left their session)."""
+def process_tree(root: int) -> list[int]:
+    """``root`` and its descendants, by parent pid (BentoML's worker runs in a process group of
+    its own, so the server's process group does not cover it)."""
     processes = _processes()
-    targets, index = [pid], 0
+    targets, index = [root], 0
     while index < len(targets):
         targets += [p.pid for p in processes if p.ppid == targets[index]]
         index += 1
+    return targets
+
+
+def stop_process(pid: int, timeout: float = 15.0) -> None:
+    """Stop one process and its descendants (for daemons that left their session)."""
+    targets = process_tree(pid)
 
     def send(sig: signal.Signals) -> None:
         for target in targets:
