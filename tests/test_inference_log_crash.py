@@ -29,7 +29,8 @@ from churnops.core.settings import StatePaths
 from churnops.monitoring.inference_log import list_partitions, logged_request_ids, read_log_file
 from churnops.platform.ports import free_port
 from churnops.platform.services import process_tree
-from churnops.serving.log_recovery import WRITER_LOCK_PREFIX, recover_unfinished_files
+from churnops.serving.log_recovery import recover_unfinished_files
+from churnops.serving.log_writers import WRITER_LOCK_PREFIX
 from churnops.serving.packaging import ModelCard
 from tests.test_serving_unit import SCHEMA, fit, records
 

@@ -22,7 +22,8 @@ from churnops.serving.config import ServingConfig
 from churnops.serving.inference_log import InferenceLogUnavailable, InferenceLogWriter
 from churnops.serving.log_format import write_log_file
 from churnops.serving.log_journal import Journal, LogLayout, LogRows, read_unfinished
-from churnops.serving.log_recovery import MAINTENANCE_LOCK_NAME, WriterLock, recover_unfinished_files
+from churnops.serving.log_recovery import recover_unfinished_files
+from churnops.serving.log_writers import MAINTENANCE_LOCK_NAME, WriterLock
 from tests.test_serving_unit import CONTRACT, SCHEMA, read_log, records
 
 ONE = CONTRACT.parse_batch(json.dumps(records(1, seed=3)).encode())

@@ -264,7 +264,7 @@ def test_records_a_running_service_writes_during_the_erasure_are_caught(state):
 
 
 def test_a_running_writers_journal_does_not_make_the_erasure_incomplete(state):
-    from churnops.serving.log_recovery import WriterLock
+    from churnops.serving.log_writers import WriterLock
 
     paths, _ = state
     log_dir = paths.inference_log_dir

@@ -43,7 +43,7 @@ from churnops.monitoring.feedback import feedback_lock_path, read_feedback, writ
 from churnops.monitoring.inference_log import LOG_FILE_SUFFIXES, partition_date, read_log_file
 from churnops.monitoring.retraining import PRODUCTION_ID_PREFIX
 from churnops.serving.log_format import LOG_FILE_SUFFIX, write_log_file
-from churnops.serving.log_recovery import live_writer_file
+from churnops.serving.log_writers import live_writer_file
 
 LOG_LOCK_NAME = ".maintenance.lock"
 RETRAINING_TABLE = "retraining_data.parquet"

@@ -67,7 +67,8 @@ from churnops.data.schema import DatasetSchema
 from churnops.serving.contract import FeatureBatch
 from churnops.serving.log_format import LOG_FILE_SUFFIX, fsync_directory, write_log_file
 from churnops.serving.log_journal import Journal, LogLayout, LogRows, build_log_table, publish_unfinished
-from churnops.serving.log_recovery import RecoverySummary, WriterLock, recover_unfinished_files
+from churnops.serving.log_recovery import RecoverySummary, recover_unfinished_files
+from churnops.serving.log_writers import WriterLock
 from churnops.serving.pseudonym import CustomerKeyHasher
 
 logger = logging.getLogger(__name__)

@@ -1,8 +1,9 @@
 """What a killed inference-log writer leaves behind, and how the next writer to start cleans it up.
 
 Every writer (one per serving worker process) holds an exclusive ``flock`` on
-``<log_dir>/.writer-<writer id>.lock`` while it runs. The kernel drops the lock when the process
-dies, even under ``kill -9``, so a lock file that can be locked belongs to a dead writer.
+``<log_dir>/.writer-<writer id>.lock`` while it runs (``churnops.serving.log_writers``). The kernel
+drops the lock when the process dies, even under ``kill -9``, so a lock file that can be locked
+belongs to a dead writer.
 
 A dead writer can leave, in its day partitions, dot-named files that readers skip:
 
@@ -27,7 +28,6 @@ the start-up stays quick however large the log is.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import re
@@ -41,17 +41,18 @@ import pyarrow as pa
 
 from churnops.serving.log_format import OPEN_SUFFIX, TEMP_SUFFIX
 from churnops.serving.log_journal import publish_unfinished
+from churnops.serving.log_writers import (
+    MAINTENANCE_LOCK_NAME,
+    UNFINISHED,
+    WRITER_LOCK_PREFIX,
+    WRITER_LOCK_SUFFIX,
+    try_lock,
+)
 
 logger = logging.getLogger(__name__)
 
-WRITER_LOCK_PREFIX = ".writer-"
-WRITER_LOCK_SUFFIX = ".lock"
-# The lock --forget-customer and retention hold on the log folder (churnops.monitoring.retention).
-MAINTENANCE_LOCK_NAME = ".maintenance.lock"
 # A dot file without a lock file is only taken for abandoned once it is this old.
 STALE_SECONDS = 3600.0
-# .<writer>-<seq>.arrow.open or .tmp: the greedy writer part keeps ids with dashes whole.
-_UNFINISHED = re.compile(r"^\.(?P<final>(?P<writer>.+)-\d+\.arrow)(?P<kind>\.open|\.tmp)$")
 _PARTITION = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
 
 
@@ -68,56 +69,6 @@ class RecoverySummary:
                 f"{self.files_published} file(s), {self.files_removed} unfinished file(s) removed")
 
 
-class WriterLock:
-    """The lock that tells other writers this one is alive; held until :meth:`release`."""
-
-    def __init__(self, directory: Path, writer_id: str) -> None:
-        self.path = writer_lock_path(directory, writer_id)
-        self._descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self._descriptor, fcntl.LOCK_EX)
-
-    def release(self) -> None:
-        """Remove the lock file, then drop the lock (a writer reading it meanwhile sees no one)."""
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
-        os.close(self._descriptor)
-
-
-def live_writer_file(path: Path) -> bool:
-    """Whether ``path`` is an unfinished file (journal or temporary) of a writer that is running
-    now: its records reach a finished file within ``flush_seconds``, so it is no leftover."""
-    match = _UNFINISHED.match(path.name)
-    if match is None:
-        return False
-    lock = writer_lock_path(path.parent.parent, match["writer"])
-    if not lock.exists():
-        return False
-    descriptor = _try_lock(lock)
-    if descriptor is None:
-        return True
-    os.close(descriptor)
-    return False
-
-
-def writer_lock_path(directory: Path, writer_id: str) -> Path:
-    return directory / f"{WRITER_LOCK_PREFIX}{writer_id}{WRITER_LOCK_SUFFIX}"
-
-
-def _try_lock(path: Path, create: bool = False) -> int | None:
-    """A descriptor holding an exclusive lock on ``path``, or None if someone holds it (or,
-    without ``create``, if the file is gone)."""
-    try:
-        descriptor = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o600)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(descriptor)
-        return None
-    return descriptor
-
-
 def recover_unfinished_files(directory: Path, own_writer_id: str, now: float | None = None) -> RecoverySummary:
     """Publish or remove the unfinished files of dead writers (module docstring)."""
     now = time.time() if now is None else now
@@ -128,7 +79,7 @@ def recover_unfinished_files(directory: Path, own_writer_id: str, now: float | N
         writer = path.name[len(WRITER_LOCK_PREFIX):-len(WRITER_LOCK_SUFFIX)]
         if writer in alive:
             continue
-        descriptor = _try_lock(path)
+        descriptor = try_lock(path)
         if descriptor is None:
             alive.add(writer)
         else:
@@ -164,7 +115,7 @@ class _MaintenanceLock:
     def free(self) -> bool:
         if not self._tried:
             self._tried = True
-            self._descriptor = _try_lock(self.path, create=True)
+            self._descriptor = try_lock(self.path, create=True)
         return self._descriptor is not None
 
     def release(self) -> None:
@@ -204,7 +155,7 @@ def _recover_folder(folder: Path, alive: set[str], dead: set[str], maintenance: 
     unfinished: dict[str, dict[str, Path]] = {}
     owners: dict[str, str] = {}
     for entry in folder.iterdir():
-        match = _UNFINISHED.match(entry.name)
+        match = UNFINISHED.match(entry.name)
         if match:
             unfinished.setdefault(match["final"], {})[match["kind"]] = entry
             owners[match["final"]] = match["writer"]
