@@ -2,6 +2,7 @@
 
     python run.py --pipeline training [--config PATH] [--data synthetic|telco|PATH] [--rows N]
     python run.py --pipeline deploy [--version N] [--serve | --stop] [--force --reason TEXT]
+    python run.py --pipeline deploy --k8s-manifests DIR [--version N] [--image IMAGE] [--replicas N]
     python run.py --pipeline rollback [--to VERSION] [--reason TEXT] [--force]
     python run.py --pipeline monitoring [--window-hours H | --last N]
     python run.py --pipeline simulate --requests N [--drift none|low|high] [--feedback]
@@ -102,6 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
     serving.add_argument("--stop", action="store_true", help="stop the running local deployment")
     deploy.add_argument("--host", default="127.0.0.1", help="host to serve on (default: 127.0.0.1)")
     deploy.add_argument("--port", type=positive_int, default=3000, help="port to serve on (default: 3000)")
+    deploy.add_argument("--k8s-manifests", type=Path, metavar="DIR",
+                        help="write Kubernetes manifests for the version's Bento into DIR instead of serving "
+                             "(options: configs/kubernetes.yaml or --config PATH; docs/kubernetes.md)")
+    deploy.add_argument("--image", metavar="IMAGE",
+                        help="with --k8s-manifests: the container image (default: the bento tag, as "
+                             "`bentoml containerize` names it)")
+    deploy.add_argument("--replicas", type=positive_int, metavar="N",
+                        help="with --k8s-manifests: pods that always run (the autoscaler's minimum)")
 
     monitoring = parser.add_argument_group("monitoring / simulate")
     window = monitoring.add_mutually_exclusive_group()
@@ -128,6 +137,10 @@ def dispatch(args: argparse.Namespace) -> int:
 
     if args.retention_days is not None and not args.prune_logs:
         raise UserError("--retention-days only goes with --prune-logs")
+    if args.k8s_manifests is not None and args.pipeline != "deploy":
+        raise UserError("--k8s-manifests DIR goes with --pipeline deploy")
+    if (args.image is not None or args.replicas is not None) and args.k8s_manifests is None:
+        raise UserError("--image and --replicas only go with --pipeline deploy --k8s-manifests DIR")
     if args.models:
         return commands.run_models(args, paths)
     if args.prune_logs:

@@ -46,16 +46,18 @@ SAMPLE_ENV = {
     "CHURNOPS_GCS_BUCKET": "churnops-test",
     "CHURNOPS_GAR_REGISTRY": "europe-west1-docker.pkg.dev/my-project/zenml",
     "CHURNOPS_GCP_SERVICE_ACCOUNT_JSON": '{"type": "service_account"}',
+    "CHURNOPS_K8S_CONTEXT": "churnops-cluster",
+    "CHURNOPS_CONTAINER_REGISTRY": "registry.example.com/churnops",
 }
 PROJECT_PACKAGES = {"churnops", "steps", "pipelines", "materializers", "bento"}
 
 
 def test_every_declared_stack_is_shipped():
-    assert set(available_stacks()) >= {"local", "local-server", "cloud-sim", "aws", "gcp"}
+    assert set(available_stacks()) >= {"local", "local-server", "cloud-sim", "aws", "gcp", "kubernetes"}
     assert stack_name("local") == "churnops-local"
 
 
-@pytest.mark.parametrize("name", ["local", "local-server", "cloud-sim", "aws", "gcp"])
+@pytest.mark.parametrize("name", ["local", "local-server", "cloud-sim", "aws", "gcp", "kubernetes"])
 def test_stack_components_validate_against_their_zenml_flavors(name, session_paths):
     from zenml.stack.utils import validate_stack_component_config
     from zenml.utils.secret_utils import is_secret_field, is_secret_reference

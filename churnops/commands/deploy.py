@@ -17,6 +17,10 @@ from churnops.core.settings import StatePaths
 
 
 def run(args: argparse.Namespace, paths: StatePaths) -> int:
+    if getattr(args, "k8s_manifests", None) is not None:
+        from churnops.commands import manifests
+
+        return manifests.run(args, paths)
     from churnops.platform import deployment
 
     if args.stop:
