@@ -54,7 +54,10 @@ def run(args: argparse.Namespace, paths: StatePaths) -> int:
     except deployment.DeploymentError as error:
         raise UserError(str(error)) from None
     print(f"Serving model version {record.model_version} at {record.url} (pid {record.pid}).")
-    print(f"  Swagger UI: {record.url}/   model info: {record.url}/model_info   metrics: {record.url}/metrics")
+    from churnops.serving.config import load_serving_config
+
+    docs = f"Swagger UI: {record.url}/   " if load_serving_config().docs.enabled else ""
+    print(f"  {docs}model info: {record.url}/model_info   metrics: {record.url}/metrics")
     print(f"  Server log: {record.log_file}")
     print("  Stop it:    python run.py --pipeline deploy --stop")
     return 0

@@ -12,7 +12,6 @@ checked against the model's dataset schema column by column.
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -25,11 +24,16 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, Field, model_validator
 
 from churnops.data.schema import DatasetSchema
-from churnops.serving.log_format import LOG_FILE_SUFFIX, read_ipc_log_file, write_log_file
+from churnops.serving.log_format import (
+    LOG_FILE_SUFFIX,
+    partition_folders,
+    partition_name,
+    read_ipc_log_file,
+    write_log_file,
+)
 
 LOG_COLUMNS = ["request_id", "timestamp", "model_name", "model_version", "customer_key", "probability", "label"]
 REQUIRED_COLUMNS = ["request_id", "timestamp", "probability"]
-_PARTITION = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
 # The service writes Arrow IPC (churnops.serving.log_format), as does write_partitioned;
 # Parquet files with the same columns (exported from elsewhere) are read too.
 LOG_FILE_SUFFIXES = (LOG_FILE_SUFFIX, ".parquet")
@@ -125,28 +129,16 @@ class SchemaCheck(BaseModel):
         return [i for i in self.issues if i.problem != "not_a_feature"]
 
 
-def partition_date(folder: Path) -> date | None:
-    match = _PARTITION.match(folder.name)
-    if not match:
-        return None
-    try:
-        return date.fromisoformat(match.group(1))
-    except ValueError:
-        return None
+def is_finished_log_file(path: Path) -> bool:
+    """A log file a writer has finished: dot-names are files still being written (or left by a
+    crash), renamed when done."""
+    return path.suffix in LOG_FILE_SUFFIXES and not path.name.startswith(".")
 
 
 def list_partitions(log_dir: Path) -> list[tuple[date, list[Path]]]:
-    """Day partitions, oldest first, each with its log files in name order."""
-    if not log_dir.is_dir():
-        return []
-    partitions = []
-    for folder in log_dir.iterdir():
-        day = partition_date(folder) if folder.is_dir() else None
-        if day is not None:
-            # Dot-names are files a writer has not finished (it renames them when done).
-            partitions.append((day, sorted(f for f in folder.iterdir()
-                                           if f.suffix in LOG_FILE_SUFFIXES and not f.name.startswith("."))))
-    return sorted(partitions)
+    """Day partitions, oldest first, each with its finished log files in name order."""
+    return [(day, sorted(f for f in folder.iterdir() if is_finished_log_file(f)))
+            for day, folder in partition_folders(log_dir)]
 
 
 def read_log_file(path: Path, columns: list[str] | None = None) -> pa.Table:
@@ -404,7 +396,7 @@ def write_partitioned(records: pd.DataFrame, log_dir: Path, writer: str, rows_pe
     written = []
     days = frame["timestamp"].dt.strftime("%Y-%m-%d")
     for day, rows in frame.groupby(days, sort=True):
-        folder = log_dir / f"date={day}"
+        folder = log_dir / partition_name(day)
         folder.mkdir(parents=True, exist_ok=True)
         existing = len(list(folder.glob(f"{writer}-*{LOG_FILE_SUFFIX}")))
         for offset, start in enumerate(range(0, len(rows), rows_per_file)):

@@ -40,9 +40,9 @@ from pydantic import BaseModel, Field
 
 from churnops.core.locking import exclusive_lock
 from churnops.monitoring.feedback import feedback_lock_path, read_feedback, write_feedback
-from churnops.monitoring.inference_log import LOG_FILE_SUFFIXES, partition_date, read_log_file
+from churnops.monitoring.inference_log import LOG_FILE_SUFFIXES, is_finished_log_file, read_log_file
 from churnops.monitoring.retraining import PRODUCTION_ID_PREFIX
-from churnops.serving.log_format import LOG_FILE_SUFFIX, write_log_file
+from churnops.serving.log_format import LOG_FILE_SUFFIX, partition_folders, write_log_file
 from churnops.serving.log_writers import live_writer_file
 
 LOG_LOCK_NAME = ".maintenance.lock"
@@ -66,22 +66,6 @@ def maintenance_locks(log_dir: Path, feedback_path: Path) -> Iterator[None]:
         if log_dir.is_dir():
             stack.enter_context(exclusive_lock(log_dir / LOG_LOCK_NAME))
         yield
-
-
-def partition_folders(log_dir: Path) -> list[tuple[date, Path]]:
-    """The day partitions of ``log_dir``, oldest first (other entries are ignored)."""
-    if not log_dir.is_dir():
-        return []
-    found = []
-    for folder in log_dir.iterdir():
-        day = partition_date(folder) if folder.is_dir() else None
-        if day is not None:
-            found.append((day, folder))
-    return sorted(found)
-
-
-def _is_finished_log_file(path: Path) -> bool:
-    return path.suffix in LOG_FILE_SUFFIXES and not path.name.startswith(".")
 
 
 def _file_schema(path: Path) -> pa.Schema:
@@ -176,7 +160,7 @@ def remove_partition(folder: Path) -> tuple[int, int, int]:
     """Delete a day partition with everything in it (unfinished dot-files too: they hold old
     records). Returns files, records (of the readable log files) and bytes removed."""
     files = [f for f in folder.rglob("*") if f.is_file()]
-    records = sum(count for f in files if _is_finished_log_file(f) and (count := _rows(f)) is not None)
+    records = sum(count for f in files if is_finished_log_file(f) and (count := _rows(f)) is not None)
     size = sum(f.stat().st_size for f in files)
     shutil.rmtree(folder)
     return len(files), records, size

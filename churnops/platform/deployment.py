@@ -276,22 +276,25 @@ class Clearance:
 
 
 def authorize(version: Any, action: str, *, force: bool = False, reason: str | None = None,
-              replaces: ModelVersionResponse | None = None, model_name: str | None = None) -> Clearance:
+              replaces: ModelVersionResponse | None = None, model_name: str | None = None,
+              observed_hashes: dict[str, str] | None = None) -> Clearance:
     """The gate, re-checked: may ``version`` become production / be served by ``action``?
 
     Checks what training recorded on it (verdict, failed rules), its artifact hashes against
     the artifact store, and its input contract against ``replaces`` (default: the current
     production version, unless that is ``version`` itself). Raises :class:`GateRefused` naming
     every broken rule, unless ``force`` with a ``reason``; then the caller records the override
-    with ``Clearance.record()`` once the action succeeded.
+    with ``Clearance.record()`` once the action succeeded. ``observed_hashes``: the artifact
+    hashes when the caller has just computed them from the store (the promotion step records
+    and checks one reading).
     """
     name = model_name or version.model.name
     if replaces is None:
         replaces = production_version(name)
     compared = replaces if replaces is not None and replaces.id != version.id else None
     contract = contract_of(compared) if compared is not None else None
-    # A step's Model has run_metadata too; the response is re-read so the verdict is the stored one.
-    violations = review_version(version.run_metadata, artifact_hashes(version), contract)
+    hashes = observed_hashes if observed_hashes is not None else artifact_hashes(version)
+    violations = review_version(version.run_metadata, hashes, contract)
     if violations and not force:
         raise GateRefused(refusal_message(name, str(version.number), action, violations), violations)
     if violations and not (reason and reason.strip()):

@@ -65,7 +65,7 @@ import pyarrow as pa
 
 from churnops.data.schema import DatasetSchema
 from churnops.serving.contract import FeatureBatch
-from churnops.serving.log_format import LOG_FILE_SUFFIX, fsync_directory, write_log_file
+from churnops.serving.log_format import LOG_FILE_SUFFIX, fsync_directory, partition_name, write_log_file
 from churnops.serving.log_journal import Journal, LogLayout, LogRows, build_log_table, publish_unfinished
 from churnops.serving.log_recovery import RecoverySummary, recover_unfinished_files
 from churnops.serving.log_writers import WriterLock
@@ -332,16 +332,9 @@ class InferenceLogWriter:
                     self._spare = rows
             except Exception as error:  # disk full, permissions: keep the rows, retry
                 failures += 1
-                self.stats.write_errors += 1
-                self.stats.last_error = f"{type(error).__name__}: {error}"
-                logger.exception("inference log write failed (attempt %d); rows kept for retry", failures)
-                if self._closing and failures >= 3:
-                    logger.error("giving up on %d inference log rows at shutdown", self._pending_rows)
-                    with self._condition:
-                        self._busy = False
-                        self._condition.notify_all()
+                if self._write_failed(error, failures, "write"):
                     return
-                time.sleep(min(0.1 * 2**failures, 5.0))
+                time.sleep(_backoff(failures))
             finally:
                 with self._condition:
                     self._busy = False
@@ -397,29 +390,35 @@ class InferenceLogWriter:
                     self._publish()
             except Exception as error:  # disk full, permissions: fail the group's requests, keep its rows
                 failures += 1
-                self.stats.write_errors += 1
-                self.stats.last_error = f"{type(error).__name__}: {error}"
-                logger.exception("inference log commit failed (attempt %d); rows kept for retry", failures)
+                gives_up = self._write_failed(error, failures, "commit")
                 self._abandon_open_file()
                 if groups:
                     with self._condition:
                         failed = self._take_waiters(groups[-1].group)
                     _settle(failed, InferenceLogUnavailable(f"the inference log could not be written: {error}"))
-                if self._closing and failures >= 3:
-                    logger.error("giving up on %d inference log rows at shutdown", self._pending_rows)
+                if gives_up:
                     with self._condition:
                         self._publish_now = False
-                        self._busy = False
                         left = self._take_waiters(self._group)
-                        self._condition.notify_all()
                     _settle(left, InferenceLogUnavailable("the inference log closed before these rows were written"))
                     return
-                time.sleep(min(0.1 * 2**failures, 5.0))
+                time.sleep(_backoff(failures))
             finally:
                 with self._condition:
                     self._busy = False
                     self._condition.notify_all()
                 self._report_stats()
+
+    def _write_failed(self, error: Exception, failures: int, what: str) -> bool:
+        """Count and log a failed write (called while handling it); True when the writer gives up:
+        at shutdown, after three failures in a row. The caller's ``finally`` wakes the waiters."""
+        self.stats.write_errors += 1
+        self.stats.last_error = f"{type(error).__name__}: {error}"
+        logger.exception("inference log %s failed (attempt %d); rows kept for retry", what, failures)
+        if self._closing and failures >= 3:
+            logger.error("giving up on %d inference log rows at shutdown", self._pending_rows)
+            return True
+        return False
 
     def _report_stats(self) -> None:
         """Hand the stats to the observer, from the writer thread; a failing observer never stops the log."""
@@ -466,7 +465,7 @@ class InferenceLogWriter:
         if opened is not None:
             self._publish()
         date = datetime.fromtimestamp(day * 86_400, tz=UTC).strftime("%Y-%m-%d")
-        folder = self.directory / f"date={date}"
+        folder = self.directory / partition_name(date)
         if not folder.is_dir():
             folder.mkdir(parents=True, exist_ok=True)
             fsync_directory(self.directory)
@@ -506,7 +505,7 @@ class InferenceLogWriter:
             if part.num_rows == 0:
                 continue
             date = datetime.fromtimestamp(day * 86_400, tz=UTC).strftime("%Y-%m-%d")
-            folder = self.directory / f"date={date}"
+            folder = self.directory / partition_name(date)
             folder.mkdir(parents=True, exist_ok=True)
             self._sequence += 1
             write_log_file(part, folder / f"{self.writer_id}-{self._sequence:06d}{LOG_FILE_SUFFIX}")
@@ -530,6 +529,11 @@ def _log_rows(rows: _Rows) -> LogRows:
     n = rows.size
     return LogRows(rows.numeric[:, :n], rows.codes[:, :n], rows.probability[:n], rows.label[:n],
                    rows.timestamp[:n], rows.id_index[:n], rows.position[:n], rows.id_values)
+
+
+def _backoff(failures: int) -> float:
+    """Seconds to wait before retrying after ``failures`` failed writes in a row."""
+    return min(0.1 * 2**failures, 5.0)
 
 
 def _settle(waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]],

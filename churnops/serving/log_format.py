@@ -11,6 +11,9 @@ before its rename) and, in the durable log mode, ``.<name>.open`` (the journal o
 complete record batch, which is how a buffered writer's file cut short by a kill is recovered
 (``churnops.serving.log_recovery``).
 
+Files live in one folder per UTC day, ``date=YYYY-MM-DD`` (:func:`partition_name`,
+:func:`partition_folders`).
+
 Only pyarrow is imported here: the monitoring pipeline reads the log without the serving stack.
 """
 
@@ -18,6 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
@@ -27,11 +32,40 @@ import pyarrow.feather as feather
 LOG_FILE_SUFFIX = ".arrow"
 TEMP_SUFFIX = ".tmp"
 OPEN_SUFFIX = ".open"
+_PARTITION = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
 # LZ4 on the calling thread: on a busy serving core a pool thread would only add switches.
 _WRITE_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4", use_threads=False)
 # An IPC file starts with "ARROW1" padded to 8 bytes, then holds a stream; its footer comes last.
 _FILE_MAGIC = b"ARROW1"
 _FILE_PREFIX = 8
+
+
+def partition_name(day: date | str) -> str:
+    """The folder name of one UTC day's files: ``date=YYYY-MM-DD``."""
+    return f"date={day}"
+
+
+def partition_date(folder: Path) -> date | None:
+    """The day of a partition folder, None for anything else."""
+    match = _PARTITION.match(folder.name)
+    if not match:
+        return None
+    try:
+        return date.fromisoformat(match.group(1))
+    except ValueError:
+        return None
+
+
+def partition_folders(log_dir: Path) -> list[tuple[date, Path]]:
+    """The day partitions of ``log_dir``, oldest first (other entries are ignored)."""
+    if not log_dir.is_dir():
+        return []
+    found = []
+    for folder in log_dir.iterdir():
+        day = partition_date(folder) if folder.is_dir() else None
+        if day is not None:
+            found.append((day, folder))
+    return sorted(found)
 
 
 def write_log_file(table: pa.Table, path: Path, sync: bool = False) -> None:

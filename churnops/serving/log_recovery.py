@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -39,21 +38,20 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from churnops.serving.log_format import OPEN_SUFFIX, TEMP_SUFFIX
+from churnops.core.locking import try_lock
+from churnops.serving.log_format import OPEN_SUFFIX, TEMP_SUFFIX, partition_folders
 from churnops.serving.log_journal import publish_unfinished
 from churnops.serving.log_writers import (
     MAINTENANCE_LOCK_NAME,
     UNFINISHED,
     WRITER_LOCK_PREFIX,
     WRITER_LOCK_SUFFIX,
-    try_lock,
 )
 
 logger = logging.getLogger(__name__)
 
 # A dot file without a lock file is only taken for abandoned once it is this old.
 STALE_SECONDS = 3600.0
-_PARTITION = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
 
 
 @dataclass
@@ -89,7 +87,7 @@ def recover_unfinished_files(directory: Path, own_writer_id: str, now: float | N
     left_by: set[str] = set()
     try:
         since = _first_day([path for _descriptor, path in dead.values()], now)
-        for folder in _partitions(directory, since):
+        for folder in (folder for day, folder in partition_folders(directory) if day >= since):
             left_by |= _recover_folder(folder, alive, set(dead), maintenance, now, summary)
     finally:
         maintenance.release()
@@ -132,21 +130,6 @@ def _first_day(lock_files: list[Path], now: float) -> date:
         with contextlib.suppress(FileNotFoundError):
             started.append(path.stat().st_mtime)
     return datetime.fromtimestamp(min([now - 86_400, *started]), tz=UTC).date()
-
-
-def _partitions(directory: Path, since: date) -> list[Path]:
-    folders = []
-    for entry in directory.iterdir():
-        match = _PARTITION.match(entry.name)
-        if not match or not entry.is_dir():
-            continue
-        try:
-            day = date.fromisoformat(match.group(1))
-        except ValueError:
-            continue
-        if day >= since:
-            folders.append(entry)
-    return sorted(folders)
 
 
 def _recover_folder(folder: Path, alive: set[str], dead: set[str], maintenance: _MaintenanceLock, now: float,

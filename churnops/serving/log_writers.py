@@ -1,6 +1,7 @@
 """Who writes the inference log now: the lock file each running writer holds, and whether an
-unfinished (dot-named) file belongs to one of them. Standard library only, so readers such as
-retention (in the monitoring image) can ask without the journal format.
+unfinished (dot-named) file belongs to one of them. Standard library only (plus the
+project's file locks), so readers such as retention (in the monitoring image) can ask without
+the journal format.
 
 Every writer (one per serving worker process) holds an exclusive ``flock`` on
 ``<log_dir>/.writer-<writer id>.lock`` while it runs; the kernel drops it when the process dies,
@@ -14,6 +15,8 @@ import fcntl
 import os
 import re
 from pathlib import Path
+
+from churnops.core.locking import try_lock
 
 WRITER_LOCK_PREFIX = ".writer-"
 WRITER_LOCK_SUFFIX = ".lock"
@@ -56,18 +59,3 @@ def live_writer_file(path: Path) -> bool:
 
 def writer_lock_path(directory: Path, writer_id: str) -> Path:
     return directory / f"{WRITER_LOCK_PREFIX}{writer_id}{WRITER_LOCK_SUFFIX}"
-
-
-def try_lock(path: Path, create: bool = False) -> int | None:
-    """A descriptor holding an exclusive lock on ``path``, or None if someone holds it (or,
-    without ``create``, if the file is gone)."""
-    try:
-        descriptor = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o600)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(descriptor)
-        return None
-    return descriptor

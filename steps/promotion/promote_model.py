@@ -69,10 +69,11 @@ def promote_model(
         decision = decide(model.name, str(model.number), evaluation_report.metrics,
                           evaluation_report.best_baseline_f1, GateConfig.model_validate(gate), champion)
         version = Client().get_model_version(model.name, model.id)
+        hashes = artifact_hashes(version)
         log_metadata(model_version_id=version.id, metadata={
             "gate_passed": decision.gate_passed, "verdict": decision.verdict, "reason": decision.reason,
             FAILED_RULES_KEY: [c.rule for c in decision.checks if not c.passed],
-            ARTIFACT_HASHES_KEY: artifact_hashes(version),
+            ARTIFACT_HASHES_KEY: hashes,
             CONTRACT_KEY: contract, CONTRACT_DIGEST_KEY: contract_digest(contract),
             "gate_f1": decision.gate.f1, "gate_roc_auc": decision.gate.roc_auc,
             "gate_tolerance": decision.gate.tolerance,
@@ -83,8 +84,10 @@ def promote_model(
         clearance = None
         if decision.stage == "production":
             try:
+                # Re-read: the verdict checked is the one just stored on the version.
                 clearance = authorize(Client().get_model_version(model.name, model.id), "training promotion",
-                                      force=force, reason=force_reason, replaces=production if is_other else None)
+                                      force=force, reason=force_reason, replaces=production if is_other else None,
+                                      observed_hashes=hashes)
             except GateRefused as refusal:
                 decision = held_back(decision, refusal.violations)
                 log_metadata(model_version_id=version.id, metadata={"verdict": decision.verdict,
