@@ -14,43 +14,77 @@ import argparse
 import asyncio
 import json
 import time
+import typing as t
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection sending ``request`` back to back until ``deadline``.
+
+    A Protocol rather than asyncio streams: the client must outrun a server answering
+    10,000 requests/s on a core of its own; streams cost about 0.3 ms a request, this a few µs.
+    Parses only the status line and Content-Length (the servers measured answer with one).
+    """
+
+    def __init__(self, request: bytes, deadline: float, latencies: list[float], statuses: dict[int, int],
+                 errors: list[str], done: asyncio.Future[None]) -> None:
+        self.request, self.deadline = request, deadline
+        self.latencies, self.statuses, self.errors, self.done = latencies, statuses, errors, done
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
+        self.started = 0.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = t.cast(asyncio.Transport, transport)
+        self._send()
+
+    def _send(self) -> None:
+        assert self.transport is not None
+        if time.perf_counter() >= self.deadline:
+            self.transport.close()
+            return
+        self.started = time.perf_counter()
+        self.transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        head_end = self.buffer.find(b"\r\n\r\n")
+        if head_end < 0:
+            return
+        head = self.buffer[:head_end]
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value.strip())
+        if len(self.buffer) < head_end + 4 + length:
+            return
+        self.latencies.append(time.perf_counter() - self.started)
+        status = int(head.split(b" ", 2)[1])
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+        self.buffer = self.buffer[head_end + 4 + length:]
+        self._send()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if time.perf_counter() < self.deadline:
+            self.errors.append(f"connection closed: {exc}")
+        if not self.done.done():
+            self.done.set_result(None)
+
+
 async def _connection(host: str, port: int, request: bytes, deadline: float, latencies: list[float],
                       statuses: dict[int, int], errors: list[str]) -> None:
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
     try:
-        reader, writer = await asyncio.open_connection(host, port)
+        await loop.create_connection(
+            lambda: _Connection(request, deadline, latencies, statuses, errors, done), host, port)
     except OSError as error:
         errors.append(f"connect: {error}")
         return
-    try:
-        while time.perf_counter() < deadline:
-            started = time.perf_counter()
-            writer.write(request)
-            status_line = await reader.readline()
-            if not status_line:
-                errors.append("connection closed")
-                return
-            status = int(status_line.split(b" ", 2)[1])
-            length = 0
-            while True:
-                line = await reader.readline()
-                if line in (b"\r\n", b"\n", b""):
-                    break
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value.strip())
-            if length:
-                await reader.readexactly(length)
-            latencies.append(time.perf_counter() - started)
-            statuses[status] = statuses.get(status, 0) + 1
-    except (OSError, asyncio.IncompleteReadError, ValueError) as error:
-        errors.append(f"{type(error).__name__}: {error}")
-    finally:
-        writer.close()
+    await done
 
 
 def percentile(sorted_values: list[float], share: float) -> float:
