@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 _MEASURE = (
     "import resource, subprocess, sys, time; t = time.perf_counter(); "
     "code = subprocess.run(sys.argv[1:]).returncode; wall = time.perf_counter() - t; "
-    "print(f'MEASURED {wall} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}'); sys.exit(code)"
+    "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+    "print(f'MEASURED {wall} {u.ru_maxrss} {u.ru_utime + u.ru_stime}'); sys.exit(code)"
 )
 
 
@@ -27,6 +28,14 @@ def run(command: list[str], env: dict[str, str]) -> str:
 
 def timed(command: list[str], env: dict[str, str]) -> tuple[float, float]:
     """Wall seconds and peak RSS (MB) of ``command``."""
+    wall, peak, _ = timed_with_cpu(command, env)
+    return wall, peak
+
+
+def timed_with_cpu(command: list[str], env: dict[str, str]) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS (MB) and CPU seconds (user + system, the command and the children it
+    waited for, such as joblib's workers) of ``command``. CPU seconds move less than wall time when
+    other work shares the machine."""
     output = run([sys.executable, "-c", _MEASURE, *command], env)
-    _, wall, peak_kb = output.strip().splitlines()[-1].split()
-    return float(wall), int(peak_kb) / 1024
+    _, wall, peak_kb, cpu = output.strip().splitlines()[-1].split()
+    return float(wall), int(peak_kb) / 1024, float(cpu)
