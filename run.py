@@ -6,6 +6,7 @@
     python run.py --pipeline rollback [--to VERSION] [--reason TEXT] [--force]
     python run.py --pipeline monitoring [--window-hours H | --last N]
     python run.py --pipeline simulate --requests N [--drift none|low|high] [--feedback]
+    python run.py --pipeline batch_inference [--input FILE|DIR] [--schema PATH] [--version N] [--output DIR]
     python run.py --models | --feedback FILE | --stack NAME
     python run.py --prune-logs [--retention-days N] | --forget-customer ID [ID ...]
 
@@ -21,7 +22,7 @@ from pathlib import Path
 from churnops.core.errors import UserError
 from churnops.core.errors import describe as describe_exit_codes
 
-PIPELINES = ("training", "deploy", "rollback", "monitoring", "simulate")
+PIPELINES = ("training", "deploy", "rollback", "monitoring", "simulate", "batch_inference")
 
 
 def existing_file(value: str) -> Path:
@@ -61,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     action = parser.add_mutually_exclusive_group()
     action.add_argument("--pipeline", choices=PIPELINES, help="pipeline or action to run (default: training)")
     action.add_argument("--models", action="store_true", help="list model versions with stage, metrics and Bento tag")
+    action.add_argument("--model-card", nargs="?", const="production", metavar="VERSION",
+                        help="print the model card (Markdown) of VERSION (default: the production version)")
     action.add_argument("--prune-logs", action="store_true",
                         help="delete inference-log days and feedback older than the retention period")
     action.add_argument("--forget-customer", nargs="+", metavar="ID",
@@ -121,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
                             help="drift of simulated traffic")
     monitoring.add_argument("--url", metavar="URL", help="service URL (default: the recorded local deployment)")
 
+    batch = parser.add_argument_group("batch inference (--version N, --schema PATH also apply)")
+    batch.add_argument("--input", type=Path, metavar="FILE|DIR",
+                       help="customers to score: a CSV/Parquet file or a folder of parts (default: synthetic)")
+    batch.add_argument("--output", type=Path, metavar="DIR",
+                       help="where the retention list goes (default: $CHURNOPS_HOME/batch/<run name>/)")
+
     retention = parser.add_argument_group("retention / erasure")
     retention.add_argument("--retention-days", type=positive_int, metavar="N",
                            help="with --prune-logs: keep N days (default: retention.retention_days of "
@@ -143,6 +152,10 @@ def dispatch(args: argparse.Namespace) -> int:
         raise UserError("--image and --replicas only go with --pipeline deploy --k8s-manifests DIR")
     if args.models:
         return commands.run_models(args, paths)
+    if args.model_card is not None:
+        from churnops.commands import model_card
+
+        return model_card.run(args, paths)
     if args.prune_logs:
         return commands.run_prune_logs(args, paths)
     if args.forget_customer:

@@ -32,6 +32,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from bento.api_key_auth import ApiKeyAuth, document_api_key
 from bento.docs_page import SPEC_PATH, add_docs_routes
+from bento.lean_route import HttpAnswer, InstallLeanRoutes, LeanRequest, LeanRoutes
 from bento.limits import BodySizeLimit
 from bento.request_body import documented_output, raw_body_spec
 from churnops.core.settings import state_paths
@@ -47,13 +48,14 @@ from churnops.serving.contract import (
 )
 from churnops.serving.log_metrics import InferenceLogMetrics
 from churnops.serving.packaging import FILES_SHA256_KEY, read_schema, verify_model_files
-from churnops.serving.runtime import REQUEST_ID_HEADER, Answer, ServingRuntime
+from churnops.serving.runtime import REQUEST_ID_HEADER, Answer, ServingRuntime, explain_option
 
 logger = logging.getLogger("bentoml.service.churn")
 
 # Bodies above this size are scored on a worker thread so one large batch cannot stall
 # health checks and small requests on the event loop.
 THREAD_OFFLOAD_BYTES = 2 * 2**20
+REQUEST_ID_BYTES = REQUEST_ID_HEADER.encode()
 
 
 class ServiceArguments(BaseModel):
@@ -93,6 +95,9 @@ BATCH_INPUT = raw_body_spec("PredictBatchInput", _contract.batch_input)
 PREDICT_OUTPUT = documented_output("PredictOutput", Prediction | list[Prediction])
 BATCH_OUTPUT = documented_output("PredictBatchOutput", BatchPrediction)
 
+# POST /predict and /predict_batch answered in front of BentoML's middleware stack (bento/lean_route.py).
+LEAN_ROUTES = LeanRoutes(access_log=CONFIG.service.access_log, server_header="BentoML Service/churn_service")
+
 info_app = FastAPI(title="churn model info", docs_url=None, redoc_url=None, openapi_url=None)
 # Ahead of BentoML's own routes for / (its page embeds Google Tag Manager): our docs page.
 add_docs_routes(info_app, enabled=CONFIG.docs.enabled, title="churn_service API")
@@ -124,6 +129,7 @@ class ChurnService:
         self.runtime = ServingRuntime(Path(stored.path), str(stored.tag), CONFIG, state_paths(), _contract,
                                       log_stats_observer=log_metrics.observe if log_metrics else None)
         self.metrics = PredictionMetrics.shared()
+        LEAN_ROUTES.bind({"/predict": self._lean_predict, "/predict_batch": self._lean_predict_batch})
         # Everything loaded so far lives as long as the worker: keep it out of the cyclic GC's
         # full collections, which otherwise walk the whole heap and stall requests. A 1k-row
         # batch allocates thousands of short-lived acyclic objects; a larger young generation
@@ -134,13 +140,14 @@ class ChurnService:
     @bentoml.api(route="/predict", input_spec=PREDICT_INPUT, output_spec=PREDICT_OUTPUT)
     async def predict(self, body: bytes, /, ctx: bentoml.Context) -> Response:
         """Churn probability and label for one customer (an object) or several (an array)."""
+        query = ctx.request.url.query  # ?explain=true[&top_k=N]: reason codes
         return await self._respond(ctx, body, "predict",
-                                   lambda rid: self.runtime.predict(body, rid))
+                                   lambda rid: self.runtime.predict(body, rid, explain=explain_option(query)))
 
     @bentoml.api(route="/predict_batch", input_spec=BATCH_INPUT, output_spec=BATCH_OUTPUT)
     async def predict_batch(self, body: bytes, /, ctx: bentoml.Context) -> Response:
-        """Many customers at once: a JSON array of records, or CSV with a header row
-        (Content-Type: text/csv). Answers column-wise."""
+        """Many customers at once: a JSON array of records, CSV with a header row (Content-Type:
+        text/csv) or an Arrow IPC stream (application/vnd.apache.arrow.stream, the fastest). Answers column-wise."""
         content_type = ctx.request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
         return await self._respond(ctx, body, "predict_batch",
                                    lambda rid: self.runtime.predict_batch(body, content_type, rid))
@@ -155,9 +162,32 @@ class ChurnService:
     def flush_inference_log(self) -> None:
         self.runtime.close()
 
+    async def _lean_predict(self, request: LeanRequest) -> HttpAnswer:
+        """POST /predict on the lean path (bento/lean_route.py): the same answer as predict()."""
+        body = request.body
+        query = request.query_string
+        return await self._answer("predict", body, request.header(REQUEST_ID_BYTES),
+                                  lambda rid: self.runtime.predict(body, rid, explain=explain_option(query)))
+
+    async def _lean_predict_batch(self, request: LeanRequest) -> HttpAnswer:
+        """POST /predict_batch on the lean path: the same answer as predict_batch()."""
+        body = request.body
+        content_type = (request.header(b"content-type") or "application/json").split(";")[0].strip().lower()
+        return await self._answer("predict_batch", body, request.header(REQUEST_ID_BYTES),
+                                  lambda rid: self.runtime.predict_batch(body, content_type, rid))
+
     async def _respond(self, ctx: bentoml.Context, body: bytes, endpoint: str,
                        answer: t.Callable[[str | None], Answer]) -> Response:
-        request_id = ctx.request.headers.get(REQUEST_ID_HEADER)
+        """BentoML's path (when the lean routes are not installed): the same answer as a Response."""
+        answered = await self._answer(endpoint, body, ctx.request.headers.get(REQUEST_ID_HEADER), answer)
+        if answered.status != 200:
+            ctx.response.status_code = answered.status  # BentoML copies it onto the returned Response
+        return Response(answered.body, status_code=answered.status, media_type="application/json",
+                        headers={name.decode(): value.decode("latin-1") for name, value in answered.headers})
+
+    async def _answer(self, endpoint: str, body: bytes, request_id: str | None,
+                      answer: t.Callable[[str | None], Answer]) -> HttpAnswer:
+        """Score (large bodies on a worker thread), wait for a durable log, count; RequestError -> 4xx/503."""
         try:
             if len(body) > THREAD_OFFLOAD_BYTES:
                 result = await anyio.to_thread.run_sync(answer, request_id)
@@ -166,18 +196,24 @@ class ChurnService:
             if result.log_group is not None:  # durable inference log: answer once the record is on disk
                 await self.runtime.logged(result.log_group)
         except RequestError as error:
-            # BentoML copies ctx.response's status onto the returned Response.
-            ctx.response.status_code = error.status
-            headers = {"X-Request-ID": request_id} if request_id and len(request_id) <= MAX_ID_LENGTH else None
-            return Response(json.dumps(error.body()), status_code=error.status,
-                            media_type="application/json", headers=headers)
+            echoed = request_id and len(request_id) <= MAX_ID_LENGTH
+            return HttpAnswer(error.status, json.dumps(error.body()).encode(),
+                              ((REQUEST_ID_BYTES, request_id.encode("latin-1")),) if echoed else ())
         self.metrics.observe(endpoint, result.labels, result.probabilities)
-        return Response(result.body, media_type="application/json", headers={"X-Request-ID": result.request_id})
+        return HttpAnswer(200, result.body, ((REQUEST_ID_BYTES, result.request_id.encode("latin-1")),))
 
 
 if API_KEYS:  # outermost of ours: a client without a key is refused before its body is read
     ChurnService.add_asgi_middleware(ApiKeyAuth, keys=API_KEYS, protect_metrics=CONFIG.auth.protect_metrics)
 ChurnService.add_asgi_middleware(BodySizeLimit, max_bytes=CONFIG.limits.max_body_bytes)
+# Last: the lean routes take the middlewares above (read at start-up) in the same order.
+# CHURNOPS_LEAN_ROUTES=off leaves /predict and /predict_batch on BentoML's path (the benchmark compares both).
+if os.environ.get("CHURNOPS_LEAN_ROUTES", "on").lower() != "off":
+    ChurnService.add_asgi_middleware(
+        InstallLeanRoutes, routes=LEAN_ROUTES, middlewares=ChurnService.middlewares,
+        metric_labels=lambda: {"service_name": bentoml.server_context.bento_name,
+                               "service_version": bentoml.server_context.bento_version,
+                               "runner_name": bentoml.server_context.service_name})
 
 
 class PredictionMetrics:

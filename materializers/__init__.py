@@ -1,5 +1,6 @@
 """Materializers for churnops' own artifact types: readable JSON, HTML, key metadata."""
 
+from materializers.model_card import ModelCardMaterializer
 from materializers.reports import (
     DatasetSchemaMaterializer,
     EvaluationReportMaterializer,
@@ -12,6 +13,7 @@ from materializers.reports import (
 __all__ = [
     "DatasetSchemaMaterializer",
     "EvaluationReportMaterializer",
+    "ModelCardMaterializer",
     "PromotionDecisionMaterializer",
     "ReferenceProfileMaterializer",
     "SearchSummaryMaterializer",

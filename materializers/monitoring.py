@@ -26,6 +26,7 @@ from churnops.monitoring.inference_log import LogReadSummary, SchemaCheck
 from churnops.monitoring.performance import LivePerformance
 from churnops.monitoring.report import MonitoringReport
 from churnops.monitoring.retention import RetentionSummary
+from churnops.monitoring.window import WindowManifest
 from churnops.reporting import html
 from materializers.base import JsonReportMaterializer
 
@@ -212,3 +213,26 @@ class RetentionSummaryMaterializer(JsonReportMaterializer):
                                             "log_records_removed": data.log_records_removed,
                                             "feedback_records_removed": data.feedback_records_removed}
         return figures
+
+
+class WindowManifestMaterializer(JsonReportMaterializer):
+    """The monitoring window as the dashboard shows it: the log files it is made of (rows, size,
+    SHA-256), not the rows, which stay in the inference log."""
+
+    SKIP_REGISTRATION: ClassVar[bool] = False
+    ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (WindowManifest,)
+
+    def render(self, data: WindowManifest) -> str:
+        rows = [[f.path, f.rows, f.selected, f"{f.bytes:,}", f.sha256[:16]] for f in data.files]
+        return html.page(
+            f"Monitoring window: {data.window}",
+            html.cards({"window": data.window, "predictions": data.rows, "files": len(data.files),
+                        "bytes": data.bytes, "Evidently sample": data.sample_rows}),
+            f"<p class='muted'>{html.fmt(data.log_dir)} · {html.fmt(data.start)} → {html.fmt(data.end)}. The rows "
+            "stay in the log; each step reads these files again and checks their size and modification time. "
+            f"The Evidently reports use a uniform sample of {data.sample_rows:,} rows (seed {data.sample_seed}).</p>",
+            html.table(["file", "rows", "in window", "bytes", "sha256 (first 16)"], rows))
+
+    def key_figures(self, data: WindowManifest) -> dict[str, MetadataType]:
+        return {"window": data.window, "window_rows": data.rows, "files": len(data.files), "bytes": data.bytes,
+                "sample_rows": data.sample_rows}

@@ -18,6 +18,8 @@ from churnops.modeling.evaluation import EvaluationReport, Metrics
 from churnops.modeling.promotion import PromotionDecision
 from churnops.modeling.training import SearchSummary
 from churnops.reporting import html
+from churnops.reporting.evidence import comparisons_section, groups_section, intervals_section, notes_section
+from churnops.reporting.targeting import targeting_section
 from materializers.base import JsonReportMaterializer
 
 
@@ -101,12 +103,21 @@ class EvaluationReportMaterializer(JsonReportMaterializer):
                             {data.model_name: (data.roc_curve.x, data.roc_curve.y)}, diagonal=True),
             html.line_chart(f"Precision-recall curve (AP {m.pr_auc:.3f})", "recall", "precision",
                             {data.model_name: (data.pr_curve.x, data.pr_curve.y)}),
+            intervals_section(data.intervals),
+            groups_section(data.groups),
+            targeting_section(data.targeting) if data.targeting is not None else "",
         )
 
     def key_figures(self, data: EvaluationReport) -> dict[str, MetadataType]:
         m = data.metrics
-        return {"f1": m.f1, "roc_auc": m.roc_auc, "pr_auc": m.pr_auc, "accuracy": m.accuracy,
-                "threshold": m.threshold, "baseline_f1": data.best_baseline_f1}
+        figures: dict[str, MetadataType] = {"f1": m.f1, "roc_auc": m.roc_auc, "pr_auc": m.pr_auc,
+                                            "accuracy": m.accuracy, "threshold": m.threshold,
+                                            "baseline_f1": data.best_baseline_f1}
+        if data.targeting is not None:
+            figures |= {"value_threshold": data.targeting.value_threshold,
+                        "net_gain_model": data.targeting.model.net_gain,
+                        "net_gain_random": data.targeting.random.net_gain}
+        return figures
 
 
 class SearchSummaryMaterializer(JsonReportMaterializer):
@@ -114,10 +125,12 @@ class SearchSummaryMaterializer(JsonReportMaterializer):
     ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (SearchSummary,)
 
     def render(self, data: SearchSummary) -> str:
+        value = ({"value threshold": data.value_threshold, "CV net gain at it": data.value_threshold_cv_net_gain}
+                 if data.value_threshold is not None else {})
         return html.page(
             "Model search",
             html.cards({"chosen": data.chosen, f"CV {data.selection_metric}": data.chosen_result.cv_score,
-                        "threshold": data.threshold, "CV F1 at threshold": data.threshold_cv_f1}),
+                        "threshold": data.threshold, "CV F1 at threshold": data.threshold_cv_f1, **value}),
             html.table(["candidate", f"CV {data.selection_metric}", "std", "best parameters", "seconds"],
                        [[c.name, c.cv_score, c.cv_score_std, c.best_params, c.fit_seconds] for c in data.candidates]),
         )
@@ -134,6 +147,8 @@ class PromotionDecisionMaterializer(JsonReportMaterializer):
         metrics = {f"candidate v{data.model_version}": data.candidate}
         if data.champion and data.champion.metrics:
             metrics[f"production v{data.champion.version}"] = data.champion.metrics
+        if data.floor and data.floor.metrics and (not data.champion or data.floor.version != data.champion.version):
+            metrics[f"floor v{data.floor.version}"] = data.floor.metrics
         return html.page(
             f"Promotion: {data.model_name} v{data.model_version}",
             html.cards({"verdict": data.verdict, "stage": data.stage,
@@ -143,8 +158,10 @@ class PromotionDecisionMaterializer(JsonReportMaterializer):
             html.table(["rule", "observed", "required", "result"],
                        [[c.rule, c.observed, c.required, html.status(c.passed)] for c in data.checks],
                        raw_columns=[3]),
-            html.heading("Candidate and production on this test set"),
+            html.heading("Candidate, production and floor on this test set"),
             html.table(_METRIC_HEADERS, _metrics_rows(metrics)),
+            comparisons_section(data),
+            notes_section(data),
         )
 
     def key_figures(self, data: PromotionDecision) -> dict[str, MetadataType]:

@@ -39,14 +39,17 @@ def monitoring_pipeline(
     model = get_pipeline_context().model
     dataset_schema = model.get_artifact("dataset_schema")
     retention = enforce_retention(log_dir, feedback_path, retention_days)
-    window, log_read_summary, schema_check = load_inference_window(dataset_schema, log_dir, window_hours, last,
-                                                                   after=retention)
+    # The window is a manifest of log files (and a sample for Evidently): the rows stay in the log
+    # and each step streams the files it needs.
+    window, window_sample, log_read_summary, schema_check = load_inference_window(
+        dataset_schema, log_dir, window_hours, last, report, after=retention)
     feedback = load_feedback(feedback_path, after=retention)
     data_drift = detect_feature_drift(window, model.get_artifact("reference_profile"), dataset_schema, schema_check,
                                       thresholds)
     prediction_drift = detect_output_drift(window, model.get_artifact("test_predictions"), thresholds)
     live_performance = score_live_performance(window, feedback, gate)
-    data_drift_report, _data_summary_report = build_evidently_reports(window, model.get_artifact("train_set"),
+    data_drift_report, _data_summary_report = build_evidently_reports(window_sample, window,
+                                                                      model.get_artifact("train_set"),
                                                                       dataset_schema, report)
     monitoring_decision, _monitoring_report = decide_action(log_read_summary, schema_check, data_drift,
                                                             prediction_drift, live_performance, data_drift_report,

@@ -53,64 +53,65 @@ def failure(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout[-2500:] + result.stderr[-2500:]
 
 
-def test_the_gate_holds_on_every_path(fresh_home, tmp_path):
-    trained = run_cli(fresh_home, "--pipeline", "training", "--config", str(FAST))
-    assert trained.returncode == ExitCode.OK, failure(trained)
-
+def test_a_rejected_version_is_refused_until_overridden_and_a_tampered_one_always(trained_home, tmp_path):
+    home = trained_home
+    # trained_home: version 1, trained by training-fast.yaml, is in production (tests/conftest.py).
     # A candidate that fails the absolute gate: a documented exit code, not 0 and not a crash.
-    rejected = run_cli(fresh_home, "--pipeline", "training", "--config", str(strict_gate_config(tmp_path)))
+    rejected = run_cli(home, "--pipeline", "training", "--config", str(strict_gate_config(tmp_path)))
     assert rejected.returncode == ExitCode.GATE_REFUSED, failure(rejected)
     assert "REJECTED" in rejected.stdout and "Exit code 4" in rejected.stdout
-    assert stages(fresh_home) == {1: "production", 2: None}
+    assert stages(home) == {1: "production", 2: None}
 
     # rollback --to and deploy --version of the rejected version are refused; nothing changes.
     for command in (("--pipeline", "rollback", "--to", "2"), ("--pipeline", "deploy", "--version", "2")):
-        refused = run_cli(fresh_home, *command)
+        refused = run_cli(home, *command)
         assert refused.returncode == ExitCode.GATE_REFUSED, failure(refused)
         assert "gate_failed" in refused.stderr and "f1_min" in refused.stderr
         assert "--force --reason TEXT" in refused.stderr
-    versions = model_versions(fresh_home)
-    assert stages(fresh_home) == {1: "production", 2: None}
+    versions = model_versions(home)
+    assert stages(home) == {1: "production", 2: None}
     assert "bento_tag" not in versions[1]["metadata"]
 
     # The explicit override goes through and is recorded: who, when, why, which rule.
-    forced = run_cli(fresh_home, "--pipeline", "rollback", "--to", "2", "--force", "--reason", "incident 4711")
+    forced = run_cli(home, "--pipeline", "rollback", "--to", "2", "--force", "--reason", "incident 4711")
     assert forced.returncode == ExitCode.OK, failure(forced)
     assert "GATE OVERRIDDEN (gate_failed)" in forced.stdout
-    assert stages(fresh_home) == {1: "archived", 2: "production"}
-    [override] = model_versions(fresh_home)[1]["metadata"]["gate_overrides"]
+    assert stages(home) == {1: "archived", 2: "production"}
+    [override] = model_versions(home)[1]["metadata"]["gate_overrides"]
     assert override["rules"] == ["gate_failed"] and override["reason"] == "incident 4711"
     assert override["action"] == "rollback --to" and override["by"] and override["at"]
-    listing = run_cli(fresh_home, "--models")
+    listing = run_cli(home, "--models")
     row = next(line for line in listing.stdout.splitlines() if line.startswith("2 "))
     assert "rollback --to forced past gate_failed" in row and "incident 4711" in row
 
     # Back to the promoted version: it passes, no override needed.
-    restored = run_cli(fresh_home, "--pipeline", "rollback", "--to", "1", "--reason", "undo the override")
+    restored = run_cli(home, "--pipeline", "rollback", "--to", "1", "--reason", "undo the override")
     assert restored.returncode == ExitCode.OK, failure(restored)
     assert "production is now version 1" in restored.stdout and "input contract synthetic" in restored.stdout
-    assert stages(fresh_home) == {1: "production", 2: "archived"}
+    assert stages(home) == {1: "production", 2: "archived"}
 
-    # Another table with another input contract never silently replaces production.
+    # A stored artifact that no longer matches its promotion-time hash is refused, override or not named.
+    model_file = tampered_model_artifact(home, version=2)
+    refused = run_cli(home, "--pipeline", "rollback", "--to", "2")
+    assert refused.returncode == ExitCode.GATE_REFUSED, failure(refused)
+    assert "artifact_integrity" in refused.stderr and "churn_classifier: recorded sha256" in refused.stderr
+    assert stages(home) == {1: "production", 2: "archived"}
+    assert model_file.exists()
+
+
+def test_another_input_contract_never_silently_replaces_production(trained_home, tmp_path):
+    # trained_home: version 1, trained by training-fast.yaml on the synthetic contract, is in production.
     data, schema = table_without(tmp_path, "support_tickets")
-    other = run_cli(fresh_home, "--pipeline", "training", "--config", str(FAST), "--data", str(data),
+    other = run_cli(trained_home, "--pipeline", "training", "--config", str(FAST), "--data", str(data),
                     "--schema", str(schema), "--summary-json", str(tmp_path / "other.json"))
     assert other.returncode == ExitCode.NOT_PROMOTED, failure(other)
     summary = json.loads((tmp_path / "other.json").read_text())
     assert (summary["verdict"], summary["stage"]) == ("held", "staging")
     assert "input_contract" in summary["reason"] and "drops fields ['support_tickets']" in summary["reason"]
     assert "--force --reason" in summary["reason"]
-    assert stages(fresh_home) == {1: "production", 2: "archived", 3: "staging"}
-    refused = run_cli(fresh_home, "--pipeline", "deploy", "--version", "3")
+    assert stages(trained_home) == {1: "production", 2: "staging"}
+    refused = run_cli(trained_home, "--pipeline", "deploy", "--version", "2")
     assert refused.returncode == ExitCode.GATE_REFUSED and "input_contract" in refused.stderr
-
-    # A stored artifact that no longer matches its promotion-time hash is refused, override or not named.
-    model_file = tampered_model_artifact(fresh_home, version=2)
-    refused = run_cli(fresh_home, "--pipeline", "rollback", "--to", "2")
-    assert refused.returncode == ExitCode.GATE_REFUSED, failure(refused)
-    assert "artifact_integrity" in refused.stderr and "churn_classifier: recorded sha256" in refused.stderr
-    assert stages(fresh_home) == {1: "production", 2: "archived", 3: "staging"}
-    assert model_file.exists()
 
 
 def tampered_model_artifact(paths: StatePaths, version: int) -> Path:

@@ -9,15 +9,21 @@ from pathlib import Path
 
 from churnops.core.settings import StatePaths
 
+# Pipelines whose command module is named otherwise.
+COMMAND_MODULES = {"batch_inference": "batch"}
+
 
 def run_pipeline(name: str, args: argparse.Namespace, paths: StatePaths) -> int:
     from churnops.platform.bootstrap import ensure_stack
+    from churnops.platform.speedups import memoize_package_lookups
 
+    # Before ZenML stores its first artifact: one package scan per process instead of one per artifact.
+    memoize_package_lookups()
     stack = ensure_stack(paths, args.stack)
     if args.stack and args.pipeline is None:
         print(f"Active stack: {stack}")
         return 0
-    module = importlib.import_module(f"churnops.commands.{name}")
+    module = importlib.import_module(f"churnops.commands.{COMMAND_MODULES.get(name, name)}")
     return int(module.run(args, paths))
 
 

@@ -128,14 +128,14 @@ def export_reports(run: Any, report: MonitoringReport, folder: Path) -> dict[str
 
 def labelled_production_rows(log_dir: Path, feedback_path: Path, schema: DatasetSchema,
                              settings: RetrainingSettings) -> Any:
-    from churnops.monitoring.feedback import join_outcomes, read_feedback
-    from churnops.monitoring.inference_log import conform_features, read_window
+    from churnops.monitoring.feedback import read_feedback
     from churnops.monitoring.retraining import production_training_rows
+    from churnops.monitoring.window import scan_window, window_labelled_rows
 
-    frame, _ = read_window(log_dir, WindowSpec(hours=settings.production_days * 24))
-    frame, _ = conform_features(frame, schema)
-    joined = join_outcomes(frame, read_feedback(feedback_path))
-    return production_training_rows(joined[joined["outcome"].notna()], schema, settings.max_production_rows)
+    # Streamed: only the labelled rows of the last production_days are held in memory.
+    manifest, *_ = scan_window(log_dir, WindowSpec(hours=settings.production_days * 24), schema, sample_rows=1)
+    labelled = window_labelled_rows(manifest, read_feedback(feedback_path), schema)
+    return production_training_rows(labelled, schema, settings.max_production_rows)
 
 
 def build_retraining_data(model_version: Any, params: dict[str, Any], settings: RetrainingSettings,

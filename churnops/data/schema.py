@@ -89,6 +89,31 @@ class QualityGates(_Strict):
     max_unparseable_share: float = Field(0.01, ge=0, le=1)
 
 
+class Slice(_Strict):
+    """A customer segment the evaluation reports per group and the gate's fairness rule compares.
+
+    Groups are the feature's values, or for a numeric feature with ``bins`` the intervals
+    ``[edge_i, edge_i+1)``; blanks form a 'missing' group.
+    """
+
+    column: str
+    name: str | None = None  # defaults to the column, e.g. "age_band" for binned "age"
+    bins: list[float] | None = Field(None, min_length=2)
+    # The gate's fairness rule compares this slice's groups; false: reported only (a risk driver such
+    # as contract type, whose groups are expected to differ).
+    gate: bool = True
+
+    @property
+    def label(self) -> str:
+        return self.name or self.column
+
+    @model_validator(mode="after")
+    def _increasing_bins(self) -> Slice:
+        if self.bins is not None and any(b <= a for a, b in zip(self.bins, self.bins[1:], strict=False)):
+            raise ValueError(f"slice '{self.label}': bins must increase strictly, got {self.bins}")
+        return self
+
+
 class DatasetSchema(_Strict):
     name: str
     description: str = ""
@@ -98,6 +123,10 @@ class DatasetSchema(_Strict):
     numeric: list[NumericFeature] = Field(default_factory=list)
     categorical: list[CategoricalFeature] = Field(default_factory=list)
     gates: QualityGates = Field(default_factory=QualityGates)
+    # Segments reported per group and checked by the gate's fairness rule (churnops.modeling.fairness).
+    slices: list[Slice] = Field(default_factory=list)
+    # The numeric feature a customer's value comes from in value-based targeting (e.g. monthly charges).
+    value_column: str | None = None
 
     @model_validator(mode="after")
     def _unique_columns(self) -> DatasetSchema:
@@ -109,6 +138,24 @@ class DatasetSchema(_Strict):
             raise ValueError(f"columns declared more than once: {duplicated}")
         if not self.feature_names:
             raise ValueError("the schema declares no features")
+        if self.value_column is not None and self.value_column not in self.numeric_names:
+            raise ValueError(f"value_column '{self.value_column}' must name a numeric feature "
+                             f"(numeric features: {', '.join(self.numeric_names) or 'none'})")
+        return self
+
+    @model_validator(mode="after")
+    def _slices_name_features(self) -> DatasetSchema:
+        for slice_ in self.slices:
+            if slice_.column not in self.feature_names:
+                raise ValueError(f"slice '{slice_.label}': '{slice_.column}' is not a feature "
+                                 f"(features: {', '.join(self.feature_names)})")
+            if slice_.bins is not None and slice_.column not in self.numeric_names:
+                raise ValueError(f"slice '{slice_.label}': bins need a numeric feature, "
+                                 f"'{slice_.column}' is categorical")
+        labels = [s.label for s in self.slices]
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
+        if repeated:
+            raise ValueError(f"slices named more than once: {repeated}")
         return self
 
     @property

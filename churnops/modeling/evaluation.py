@@ -19,6 +19,10 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from churnops.modeling.comparison import Interval
+from churnops.modeling.fairness import GroupReport
+from churnops.modeling.targeting import TargetingReport
+
 CURVE_POINTS = 200
 
 
@@ -48,6 +52,12 @@ class EvaluationReport(BaseModel):
     baselines: dict[str, Metrics] = Field(default_factory=dict)
     roc_curve: Curve
     pr_curve: Curve
+    # 95 % (or as configured) paired-bootstrap intervals of each test metric (churnops.modeling.comparison).
+    intervals: dict[str, Interval] = Field(default_factory=dict)
+    # Per-group metrics of the schema's slices at the decision threshold (churnops.modeling.fairness).
+    groups: GroupReport | None = None
+    # Value-based targeting on the test set: profit curve, value threshold, policy comparison.
+    targeting: TargetingReport | None = None
 
     @property
     def best_baseline_f1(self) -> float:

@@ -23,6 +23,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from churnops.data.schema import DatasetSchema
+from churnops.modeling.targeting import TargetingConfig, best_value_threshold, customer_values, value_column
 
 SelectionMetric = Literal["roc_auc", "average_precision", "f1", "neg_log_loss", "neg_brier_score"]
 
@@ -67,6 +68,12 @@ class SearchSummary(BaseModel):
     threshold: float
     threshold_cv_f1: float
     candidates: list[CandidateResult]
+    # Value-based targeting (when configured): the cut-off maximising realised net gain on the
+    # same out-of-fold probabilities, that gain, and the targeting config it was tuned for.
+    value_threshold: float | None = None
+    value_threshold_cv_net_gain: float | None = None
+    targeting: TargetingConfig | None = None
+    value_column: str | None = None
 
     @property
     def chosen_result(self) -> CandidateResult:
@@ -118,9 +125,11 @@ def best_f1_threshold(y_true: np.ndarray, probabilities: np.ndarray) -> tuple[fl
 
 
 def search_candidates(
-    features: pd.DataFrame, target: pd.Series, schema: DatasetSchema, spec: TrainingSpec
+    features: pd.DataFrame, target: pd.Series, schema: DatasetSchema, spec: TrainingSpec,
+    targeting: TargetingConfig | None = None,
 ) -> tuple[Pipeline, SearchSummary]:
-    """Grid-search each candidate with stratified CV, pick the best, tune its threshold."""
+    """Grid-search each candidate with stratified CV, pick the best, tune its thresholds (F1, and
+    net gain when ``targeting`` is given)."""
     all_features, all_target = features, target
     if len(features) > spec.search_sample_rows:
         features, _, target, _ = train_test_split(features, target, train_size=spec.search_sample_rows,
@@ -152,11 +161,17 @@ def search_candidates(
     out_of_fold = cross_val_predict(best_pipeline, features, target, cv=folds,
                                     method="predict_proba", n_jobs=spec.n_jobs)[:, 1]
     threshold, threshold_f1 = best_f1_threshold(target.to_numpy(), out_of_fold)
+    value_tuning: dict[str, Any] = {}
+    if targeting is not None:
+        value_threshold, cv_net_gain = best_value_threshold(
+            target.to_numpy(), out_of_fold, customer_values(features, targeting, schema), targeting)
+        value_tuning = {"value_threshold": value_threshold, "value_threshold_cv_net_gain": cv_net_gain,
+                        "targeting": targeting, "value_column": value_column(targeting, schema)}
     best_pipeline.fit(all_features, all_target)
     return best_pipeline, SearchSummary(
         selection_metric=spec.selection_metric, cv_folds=spec.cv_folds, chosen=chosen,
         search_rows=len(features), train_rows=len(all_features),
-        threshold=threshold, threshold_cv_f1=threshold_f1, candidates=results,
+        threshold=threshold, threshold_cv_f1=threshold_f1, candidates=results, **value_tuning,
     )
 
 

@@ -128,26 +128,32 @@ def _placeholder(kind: Literal["data_drift", "data_summary"], title: str, reason
 
 
 def build_reports(current: pd.DataFrame, reference: pd.DataFrame, schema: DatasetSchema,
-                  settings: ReportSettings) -> tuple[EvidentlyReport, EvidentlyReport]:
-    """The data-drift and data-summary reports of ``current`` against ``reference``."""
+                  settings: ReportSettings, window_rows: int | None = None) -> tuple[EvidentlyReport, EvidentlyReport]:
+    """The data-drift and data-summary reports of ``current`` against ``reference``.
+
+    ``window_rows``: the rows of the window when ``current`` is already a sample of it (the
+    monitoring pipeline's scan draws at most ``max_rows``); the report states both sizes.
+    """
     drift_title, summary_title = "Data drift (Evidently)", "Data summary (Evidently)"
+    window_rows = len(current) if window_rows is None else window_rows
     columns = [c for c in schema.feature_names if c in current.columns and c in reference.columns
                and current[c].notna().any()]
     if current.empty or not columns:
         reason = ("The monitoring window holds no predictions." if current.empty
                   else "No feature column of the model is present in the inference log.")
-        return (_placeholder("data_drift", drift_title, reason, len(current), len(reference)),
-                _placeholder("data_summary", summary_title, reason, len(current), len(reference)))
+        return (_placeholder("data_drift", drift_title, reason, window_rows, len(reference)),
+                _placeholder("data_summary", summary_title, reason, window_rows, len(reference)))
 
     from evidently import Dataset, Report
     from evidently.presets import DataDriftPreset, DataSummaryPreset
 
     sampled_current = _sample(current, settings.max_rows, settings.seed)
     sampled_reference = _sample(reference, settings.max_rows, settings.seed)
-    sampled = len(sampled_current) < len(current) or len(sampled_reference) < len(reference)
+    sampled = len(sampled_current) < window_rows or len(sampled_reference) < len(reference)
     note = ""
     if sampled:
-        note = (f"Sampled for this report: {len(sampled_current):,} of {len(current):,} window rows and "
+        note = (f"Sampled for this report (uniformly, without replacement): {len(sampled_current):,} of "
+                f"{window_rows:,} window rows and "
                 f"{len(sampled_reference):,} of {len(reference):,} reference rows (seed {settings.seed}). "
                 "The monitoring decision (churnops drift monitor) used every row of the window.")
     definition = data_definition(schema, columns)
@@ -164,7 +170,7 @@ def build_reports(current: pd.DataFrame, reference: pd.DataFrame, schema: Datase
     # Through JSON: the snapshot's dict holds numpy scalars and enums.
     drift_json = json.loads(drift_snapshot.json())
     share, column_drift = read_drift(drift_json)
-    common = {"window_rows": len(current), "current_rows": len(sampled_current),
+    common = {"window_rows": window_rows, "current_rows": len(sampled_current),
               "reference_rows": len(sampled_reference), "sampled": sampled, "note": note}
     drift_report = EvidentlyReport(
         kind="data_drift", title=drift_title, html=_with_banner(drift_snapshot.get_html_str(as_iframe=False), note),

@@ -160,19 +160,30 @@ def latest_labels(feedback: pd.DataFrame, column: str) -> pd.DataFrame:
     return labelled.drop_duplicates(column, keep="last")[[column, "outcome"]]
 
 
+class OutcomeIndex:
+    """The latest outcome per request id and per customer key, built once and probed chunk by
+    chunk (a hash join: the feedback log is the build side, the window streams past it)."""
+
+    def __init__(self, feedback: pd.DataFrame) -> None:
+        self.by_request = latest_labels(feedback, "request_id").set_index("request_id")["outcome"]
+        self.by_customer = latest_labels(feedback, "customer_key").set_index("customer_key")["outcome"]
+
+    def join(self, predictions: pd.DataFrame) -> pd.DataFrame:
+        """``predictions`` with ``outcome`` (NaN when unlabelled) and ``matched_by`` (request/customer/none)."""
+        out = predictions.copy()
+        outcome = out["request_id"].map(self.by_request)
+        matched_by = pd.Series("none", index=out.index, dtype=object)
+        matched_by[outcome.notna()] = "request"
+        if "customer_key" in out.columns:
+            from_customer = out["customer_key"].map(self.by_customer)
+            fill = outcome.isna() & from_customer.notna()
+            outcome = outcome.where(~fill, from_customer)
+            matched_by[fill] = "customer"
+        out["outcome"] = outcome.astype(float)
+        out["matched_by"] = matched_by
+        return out
+
+
 def join_outcomes(predictions: pd.DataFrame, feedback: pd.DataFrame) -> pd.DataFrame:
     """``predictions`` with ``outcome`` (NaN when unlabelled) and ``matched_by`` (request/customer/none)."""
-    out = predictions.copy()
-    by_request = latest_labels(feedback, "request_id").set_index("request_id")["outcome"]
-    outcome = out["request_id"].map(by_request)
-    matched_by = pd.Series("none", index=out.index, dtype=object)
-    matched_by[outcome.notna()] = "request"
-    if "customer_key" in out.columns:
-        by_customer = latest_labels(feedback, "customer_key").set_index("customer_key")["outcome"]
-        from_customer = out["customer_key"].map(by_customer)
-        fill = outcome.isna() & from_customer.notna()
-        outcome = outcome.where(~fill, from_customer)
-        matched_by[fill] = "customer"
-    out["outcome"] = outcome.astype(float)
-    out["matched_by"] = matched_by
-    return out
+    return OutcomeIndex(feedback).join(predictions)

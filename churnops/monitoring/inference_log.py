@@ -170,20 +170,28 @@ def _read_file(path: Path, summary: LogReadSummary) -> pa.Table | None:
     return table
 
 
-def _usable(table: pa.Table, summary: LogReadSummary, start: datetime | None, end: datetime) -> pd.DataFrame:
-    """The rows of ``table`` with a usable id, time and probability inside (start, end], as pandas.
-
-    Masks are computed on the three required columns only; the other columns are filtered in
-    Arrow before conversion, which is several times cheaper than boolean indexing in pandas.
-    """
-    timestamps = table.column("timestamp").to_pandas()
+def log_timestamps(column: pa.ChunkedArray) -> pd.Series:
+    """A log file's ``timestamp`` column as UTC times; naive times are UTC by contract, text is
+    parsed and garbage becomes NaT."""
+    timestamps = column.to_pandas()
     if isinstance(timestamps.dtype, pd.DatetimeTZDtype):
         timestamps = timestamps.dt.tz_convert(UTC)
     else:
-        # Naive times are UTC by contract; text is parsed, garbage becomes NaT.
         timestamps = pd.to_datetime(timestamps, errors="coerce", utc=True, format="mixed")
-    timestamps = timestamps.astype("datetime64[ns, UTC]")
-    probability = pd.to_numeric(table.column("probability").to_pandas(), errors="coerce").astype(float)
+    return timestamps.astype("datetime64[ns, UTC]")
+
+
+def log_probabilities(column: pa.ChunkedArray) -> pd.Series:
+    """A log file's ``probability`` column as floats (NaN where it does not parse)."""
+    return pd.to_numeric(column.to_pandas(), errors="coerce").astype(float)
+
+
+def checked_rows(table: pa.Table, summary: LogReadSummary, start: datetime | None,
+                 end: datetime) -> tuple[np.ndarray, pd.Series, pd.Series]:
+    """Which rows of ``table`` have a usable id, time and probability inside (start, end]
+    (malformed ones are counted in ``summary``), with the parsed times and probabilities."""
+    timestamps = log_timestamps(table.column("timestamp"))
+    probability = log_probabilities(table.column("probability"))
     checks = {
         "missing request_id": _blank(table.column("request_id")),
         "missing or unparseable timestamp": timestamps.isna().to_numpy(),
@@ -200,6 +208,16 @@ def _usable(table: pa.Table, summary: LogReadSummary, start: datetime | None, en
     keep = ~bad & (timestamps <= pd.Timestamp(end)).to_numpy()
     if start is not None:
         keep &= (timestamps > pd.Timestamp(start)).to_numpy()
+    return keep, timestamps, probability
+
+
+def selected_frame(table: pa.Table, keep: np.ndarray, timestamps: pd.Series | None,
+                   probability: pd.Series | None) -> pd.DataFrame:
+    """The ``keep`` rows of ``table`` as pandas, with the parsed times and probabilities.
+
+    Rows are filtered in Arrow before conversion, several times cheaper than boolean indexing
+    in pandas; low-cardinality text becomes categoricals, ids stay in Arrow memory.
+    """
     selected = table if keep.all() else table.filter(pa.array(keep))
     for index, field in enumerate(selected.schema):
         if field.name not in _UNIQUE_STRING_COLUMNS and pa.types.is_string(field.type):
@@ -207,10 +225,19 @@ def _usable(table: pa.Table, summary: LogReadSummary, start: datetime | None, en
     # Ids stay in Arrow memory (pandas "string[pyarrow]"), not as a million Python strings.
     frame = selected.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get)
     # Series aligned by a fresh index: .to_numpy() would turn tz-aware times into objects.
-    frame["timestamp"] = timestamps[keep].reset_index(drop=True)
-    frame["probability"] = probability[keep].reset_index(drop=True)
-    if not pa.types.is_string(selected.schema.field("request_id").type):
+    if timestamps is not None:
+        frame["timestamp"] = timestamps[keep].reset_index(drop=True)
+    if probability is not None:
+        frame["probability"] = probability[keep].reset_index(drop=True)
+    if "request_id" in selected.column_names and not pa.types.is_string(selected.schema.field("request_id").type):
         frame["request_id"] = frame["request_id"].astype(str).astype(pd.StringDtype("pyarrow"))
+    return frame
+
+
+def _usable(table: pa.Table, summary: LogReadSummary, start: datetime | None, end: datetime) -> pd.DataFrame:
+    """The rows of ``table`` with a usable id, time and probability inside (start, end], as pandas."""
+    keep, timestamps, probability = checked_rows(table, summary, start, end)
+    frame = selected_frame(table, keep, timestamps, probability)
     for column in LOG_COLUMNS:
         if column not in frame.columns:
             frame[column] = None if column != "label" else np.nan

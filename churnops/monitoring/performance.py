@@ -79,6 +79,83 @@ def live_metrics(outcome: np.ndarray, label: np.ndarray, probability: np.ndarray
     )
 
 
+class LivePerformanceSketch:
+    """Joined predictions fed chunk by chunk: counts for every row, and only the labelled rows
+    kept (outcome, served label, probability, day: about 30 bytes each), so the metrics are exact
+    and memory grows with the outcomes that came back, not with the window."""
+
+    def __init__(self, model_version: str | None = None) -> None:
+        self.model_version = model_version
+        self.window_rows = 0
+        self.other_version_rows = 0
+        self.predictions_per_day: dict[pd.Timestamp, int] = {}
+        self.labelled: list[pd.DataFrame] = []
+
+    def add(self, joined: pd.DataFrame) -> None:
+        """One chunk of predictions with ``outcome`` and ``matched_by`` (``OutcomeIndex.join``)."""
+        if self.model_version is not None and "model_version" in joined.columns:
+            same = (joined["model_version"].astype(str) == str(self.model_version)).to_numpy()
+            self.other_version_rows += int((~same).sum())
+            joined = joined[same]
+        # normalize() (midnight UTC) groups by day far faster than formatting a million dates.
+        days = joined["timestamp"].dt.normalize()
+        labelled = joined["outcome"].notna().to_numpy()
+        rows = joined.loc[labelled, ["outcome", "label", "probability", "matched_by"]].copy()
+        rows["day"] = days[labelled]
+        self.add_rows(days.value_counts(sort=False), rows)
+
+    def add_rows(self, predictions_per_day: pd.Series, labelled: pd.DataFrame) -> None:
+        """This version's predictions counted by day (midnight UTC), and its labelled rows
+        (``outcome``, ``label``, ``probability``, ``matched_by``, ``day``)."""
+        for day, count in predictions_per_day.items():
+            if count:
+                self.predictions_per_day[day] = self.predictions_per_day.get(day, 0) + int(count)
+                self.window_rows += int(count)
+        if len(labelled):
+            self.labelled.append(labelled)
+
+    def result(self, threshold: float, gate_f1: float, gate_roc_auc: float, min_labelled: int,
+               expected: dict[str, float] | None = None) -> LivePerformance:
+        labelled = (pd.concat(self.labelled, ignore_index=True) if self.labelled
+                    else pd.DataFrame(columns=["outcome", "label", "probability", "matched_by", "day"]))
+        result = LivePerformance(
+            model_version=self.model_version, other_version_rows=self.other_version_rows,
+            window_rows=self.window_rows, labelled_rows=len(labelled),
+            matched_by_request=int((labelled["matched_by"] == "request").sum()),
+            matched_by_customer=int((labelled["matched_by"] == "customer").sum()),
+            gate_f1=gate_f1, gate_roc_auc=gate_roc_auc, min_labelled=min_labelled, expected=expected or {},
+        )
+        if labelled.empty:
+            result.note = "no outcomes in the feedback log match this window's predictions"
+            return result
+
+        def score(rows: pd.DataFrame) -> LiveMetrics:
+            probability = rows["probability"].to_numpy(dtype=float)
+            # The label the service returned; rows logged without one fall back to the stored threshold.
+            served = pd.to_numeric(rows["label"], errors="coerce").to_numpy(dtype=float)
+            label = np.where(np.isnan(served), probability >= threshold, served).astype(int)
+            return live_metrics(rows["outcome"].to_numpy(dtype=int), label, probability)
+
+        result.metrics = score(labelled)
+        by_day = dict(iter(labelled.groupby("day", sort=True)))
+        for day in sorted(self.predictions_per_day):
+            day_labelled = by_day.get(day)
+            result.daily.append(DailyPerformance(
+                day=f"{day:%Y-%m-%d}", predictions=self.predictions_per_day[day],
+                labelled=0 if day_labelled is None else len(day_labelled),
+                metrics=score(day_labelled) if day_labelled is not None and len(day_labelled) else None))
+        if len(labelled) < min_labelled:
+            result.note = f"only {len(labelled)} labelled predictions (< {min_labelled}): too few to judge the gate"
+            return result
+        m = result.metrics
+        if m.f1 < gate_f1:
+            result.reasons.append(f"live F1 {m.f1:.3f} < gate {gate_f1:.3f} on {len(labelled):,} labelled predictions")
+        if m.roc_auc is not None and m.roc_auc < gate_roc_auc:
+            result.reasons.append(f"live ROC-AUC {m.roc_auc:.3f} < gate {gate_roc_auc:.3f}")
+        result.below_gate = bool(result.reasons)
+        return result
+
+
 def evaluate_live_performance(joined: pd.DataFrame, threshold: float, gate_f1: float, gate_roc_auc: float,
                               min_labelled: int, expected: dict[str, float] | None = None,
                               model_version: str | None = None) -> LivePerformance:
@@ -86,44 +163,6 @@ def evaluate_live_performance(joined: pd.DataFrame, threshold: float, gate_f1: f
 
     With ``model_version``, only that version's predictions count: the gate is that version's.
     """
-    other_version_rows = 0
-    if model_version is not None and "model_version" in joined.columns:
-        same = (joined["model_version"].astype(str) == str(model_version)).to_numpy()
-        other_version_rows = int((~same).sum())
-        joined = joined[same]
-    labelled = joined[joined["outcome"].notna()]
-    result = LivePerformance(
-        model_version=model_version, other_version_rows=other_version_rows,
-        window_rows=len(joined), labelled_rows=len(labelled),
-        matched_by_request=int((labelled["matched_by"] == "request").sum()),
-        matched_by_customer=int((labelled["matched_by"] == "customer").sum()),
-        gate_f1=gate_f1, gate_roc_auc=gate_roc_auc, min_labelled=min_labelled, expected=expected or {},
-    )
-    if labelled.empty:
-        result.note = "no outcomes in the feedback log match this window's predictions"
-        return result
-
-    def score(rows: pd.DataFrame) -> LiveMetrics:
-        probability = rows["probability"].to_numpy(dtype=float)
-        # The label the service returned; rows logged without one fall back to the stored threshold.
-        served = pd.to_numeric(rows["label"], errors="coerce").to_numpy(dtype=float)
-        label = np.where(np.isnan(served), probability >= threshold, served).astype(int)
-        return live_metrics(rows["outcome"].to_numpy(dtype=int), label, probability)
-
-    result.metrics = score(labelled)
-    # normalize() (midnight UTC) groups by day far faster than formatting a million dates.
-    days = joined["timestamp"].dt.normalize()
-    for day, rows in joined.groupby(days, sort=True):
-        day_labelled = rows[rows["outcome"].notna()]
-        result.daily.append(DailyPerformance(day=f"{day:%Y-%m-%d}", predictions=len(rows), labelled=len(day_labelled),
-                                             metrics=score(day_labelled) if len(day_labelled) else None))
-    if len(labelled) < min_labelled:
-        result.note = f"only {len(labelled)} labelled predictions (< {min_labelled}): too few to judge the gate"
-        return result
-    m = result.metrics
-    if m.f1 < gate_f1:
-        result.reasons.append(f"live F1 {m.f1:.3f} < gate {gate_f1:.3f} on {len(labelled):,} labelled predictions")
-    if m.roc_auc is not None and m.roc_auc < gate_roc_auc:
-        result.reasons.append(f"live ROC-AUC {m.roc_auc:.3f} < gate {gate_roc_auc:.3f}")
-    result.below_gate = bool(result.reasons)
-    return result
+    sketch = LivePerformanceSketch(model_version)
+    sketch.add(joined)
+    return sketch.result(threshold, gate_f1, gate_roc_auc, min_labelled, expected)

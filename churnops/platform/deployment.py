@@ -408,15 +408,19 @@ def build_bento(bento_model_tag: str, card: ModelCard) -> str:
     """Build a Bento from bento/bentofile.yaml serving ``bento_model_tag``; returns its tag."""
     import bentoml
 
-    bento = bentoml.bentos.build_bentofile(
-        str(BENTOFILE),
-        build_ctx=str(PROJECT_ROOT),
-        args={"model_tag": bento_model_tag},
-        labels={"zenml_model": card.model_name, "zenml_version": card.model_version,
-                "bento_model": bento_model_tag.replace(":", "-")},
-        # The service module reads the model tag at import: re-import it for each build.
-        reload=True,
-    )
+    from churnops.platform.bento_context import staged_build_context
+
+    # Only the bentofile's files as the context: BentoML would walk .venv and $CHURNOPS_HOME too.
+    with staged_build_context(BENTOFILE, PROJECT_ROOT) as context:
+        bento = bentoml.bentos.build_bentofile(
+            str(BENTOFILE),
+            build_ctx=str(context),
+            args={"model_tag": bento_model_tag},
+            labels={"zenml_model": card.model_name, "zenml_version": card.model_version,
+                    "bento_model": bento_model_tag.replace(":", "-")},
+            # The service module reads the model tag at import: re-import it for each build.
+            reload=True,
+        )
     return str(bento.tag)
 
 

@@ -55,15 +55,27 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], raw_columns: Se
 
 
 def line_chart(title: str, x_label: str, y_label: str, series: dict[str, tuple[Sequence[float], Sequence[float]]],
-               diagonal: bool = False) -> str:
-    """An SVG line chart on the unit square (ROC and PR curves)."""
+               diagonal: bool = False, y_range: tuple[float, float] | None = None) -> str:
+    """An SVG line chart, x on [0, 1] and y on [0, 1] (ROC and PR curves) or on ``y_range``
+    (labelled, with a line at y = 0 when it lies inside: profit curves)."""
     size, pad = 320, 40
     colours = ["#2563eb", "#dc2626", "#059669", "#d97706"]
+    low, high = y_range or (0.0, 1.0)
+    span = (high - low) or 1.0
 
     def point(x: float, y: float) -> str:
-        return f"{pad + x * size:.1f},{pad + (1 - y) * size:.1f}"
+        return f"{pad + x * size:.1f},{pad + (1 - (y - low) / span) * size:.1f}"
 
     lines = []
+    if y_range is not None:
+        # The y range's ends, written inside the plot's right edge.
+        lines.append(f"<text x='{pad + size - 4}' y='{pad + 12}' text-anchor='end' font-size='10' fill='#6b7280'>"
+                     f"{high:,.0f}</text><text x='{pad + size - 4}' y='{pad + size - 4}' text-anchor='end' "
+                     f"font-size='10' fill='#6b7280'>{low:,.0f}</text>")
+        if low < 0 < high:
+            zero = pad + (1 - (0 - low) / span) * size
+            lines.append(f"<line x1='{pad}' y1='{zero:.1f}' x2='{pad + size}' y2='{zero:.1f}' stroke='#9ca3af' "
+                         "stroke-dasharray='4'/>")
     if diagonal:
         lines.append(f"<line x1='{pad}' y1='{pad + size}' x2='{pad + size}' y2='{pad}' stroke='#9ca3af' "
                      "stroke-dasharray='4'/>")

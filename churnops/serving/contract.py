@@ -141,6 +141,15 @@ def customer_model(rules: FieldRules) -> type[BaseModel]:
     )
 
 
+class Reason(BaseModel):
+    """One reason a customer is at risk (``/predict?explain=true``), from churnops.modeling.explain."""
+
+    feature: str = Field(description="The dataset feature, e.g. contract_type")
+    label: str = Field(description="The feature and this customer's value, e.g. 'contract_type = Month-to-month'")
+    contribution: float = Field(description="How far it pushes the risk up (> 0), in the units reasons_method names "
+                                            "(log-odds for linear and boosted models, probability for forests)")
+
+
 class Prediction(BaseModel):
     request_id: str
     churn_probability: float = Field(description="P(churn) from the model")
@@ -148,6 +157,10 @@ class Prediction(BaseModel):
     threshold: float
     model_name: str
     model_version: str
+    reasons: list[Reason] | None = Field(None, description="With ?explain=true only: the top_k (default 3) "
+                                                          "features pushing this customer's risk up, largest first")
+    reasons_method: str | None = Field(None, description="With ?explain=true only: how reasons are computed, "
+                                                         "e.g. linear-exact-log-odds")
 
 
 class BatchPrediction(BaseModel):
@@ -259,12 +272,16 @@ class RequestContract:
         n = len(records)
         k, m = len(self.rules.numeric_names), len(self._codes)
         columns = list(zip(*map(self._fields, records), strict=True))
-        numeric = np.empty((n, k), dtype=np.float64)
-        for i in range(k):
-            numeric[:, i] = np.array(columns[i], dtype=np.float64)
-        codes = np.empty((n, m), dtype=np.int32)
-        for j, lookup in enumerate(self._codes):
-            codes[:, j] = np.fromiter(map(lookup.__getitem__, columns[k + j]), dtype=np.int32, count=n)
+        # One numpy call for all numeric columns (numpy's per-call cost dominates one-row requests).
+        numeric = np.ascontiguousarray(np.array(columns[:k], dtype=np.float64).T)
+        if n == 1:  # a single customer: the dict look-ups in Python, one array
+            values = columns[k:k + m]
+            codes = np.array([[lookup[column[0]] for lookup, column in zip(self._codes, values, strict=True)]],
+                             dtype=np.int32)
+        else:
+            codes = np.empty((n, m), dtype=np.int32)
+            for j, lookup in enumerate(self._codes):
+                codes[:, j] = np.fromiter(map(lookup.__getitem__, columns[k + j]), dtype=np.int32, count=n)
         customer_ids = list(columns[k + m]) if self.rules.id_column else None
         return FeatureBatch(numeric=numeric, codes=codes, customer_ids=customer_ids, request_ids=list(columns[-1]))
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import msgspec
 import numpy as np
@@ -22,6 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from churnops.core.settings import StatePaths
+from churnops.serving.arrow_body import ARROW_STREAM_TYPES, ArrowBatchParser
 from churnops.serving.compiled import Scorer, compile_pipeline
 from churnops.serving.config import ServingConfig
 from churnops.serving.contract import (
@@ -69,6 +71,11 @@ class ServingRuntime:
         self.contract = contract or RequestContract(self.schema, config.limits.max_predict_customers,
                                                     config.limits.max_batch_rows)
         self.scorer: Scorer = compile_pipeline(packaged.pipeline, self.schema)
+        # Reason codes (/predict?explain=true): the same churnops.modeling.explain as batch scoring,
+        # built by the first request that asks, so serving without the flag does no extra work.
+        self._pipeline = packaged.pipeline
+        self._explainer: Any = None
+        self._category_values = [np.array([*f.categories, None], dtype=object) for f in self.schema.categorical]
         # CSV cells are read as text (nulls when empty) and checked like JSON values; columns
         # that are no field keep Arrow's inferred type and are refused as unknown fields.
         rules = self.contract.rules
@@ -76,6 +83,7 @@ class ServingRuntime:
                  REQUEST_ID_FIELD]
         self._csv_options = pacsv.ConvertOptions(column_types={n: pa.string() for n in known},
                                                  strings_can_be_null=True, null_values=[""])
+        self._arrow = ArrowBatchParser(rules, self.contract.max_batch_rows)
         self.log: InferenceLogWriter | None = None
         self.log_directory: Path | None = None
         options = config.inference_log
@@ -109,15 +117,22 @@ class ServingRuntime:
                     self.log_directory or "off")
 
     # -- endpoints
-    def predict(self, body: bytes, header_request_id: str | None) -> Answer:
+    def predict(self, body: bytes, header_request_id: str | None, explain: int = 0) -> Answer:
+        """``explain``: 0, or how many reasons (top-k) each prediction carries (see :func:`explain_option`)."""
         batch, many = self.contract.parse_predict(body)
         base = _request_id(header_request_id)
         ids = _row_ids(batch.request_ids, base, many)
+        reasons = self._reasons(batch, explain) if explain else None  # before scoring: nothing logged on failure
         probabilities, labels, group = self._score(batch, ids)
         results = [
             {"request_id": rid, "churn_probability": p, "label": label, **self._common}
             for rid, p, label in zip(ids, probabilities.tolist(), labels.tolist(), strict=True)
         ]
+        if reasons is not None:
+            method = self._explainer.method
+            for i, result in enumerate(results):
+                result["reasons"] = reasons.row(i)
+                result["reasons_method"] = method
         payload = results if many else results[0]
         return Answer(_ENCODER.encode(payload), base, probabilities, labels, group)
 
@@ -126,10 +141,13 @@ class ServingRuntime:
             batch = self._parse_csv(body)
         elif content_type in ("application/json", ""):
             batch = self.contract.parse_batch(body)
+        elif content_type in ARROW_STREAM_TYPES:
+            batch = self._arrow(body)
         else:
             raise RequestError(415, f"unsupported Content-Type '{content_type}'",
                                [{"loc": ["header", "content-type"], "type": "unsupported_media_type",
-                                 "msg": "send application/json (an array of records) or text/csv"}])
+                                 "msg": "send application/json (an array of records), text/csv or "
+                                        "application/vnd.apache.arrow.stream (an Arrow IPC stream)"}])
         base = _request_id(header_request_id)
         probabilities, labels, group = self._score(batch, None, base)
         # Row i's request id is its record's own, else "<request_id>-<i>": derived, not sent back.
@@ -154,6 +172,22 @@ class ServingRuntime:
             self.log.close()
 
     # -- internals
+    def _reasons(self, batch: FeatureBatch, k: int) -> Any:
+        """Top-``k`` reasons (churnops.modeling.explain.ReasonArrays) of the batch's rows."""
+        from churnops.modeling.explain import ExplanationError, explainer_for  # only when asked: see __init__
+
+        if self._explainer is None:
+            try:
+                self._explainer = explainer_for(self._pipeline, self.schema)
+            except ExplanationError as why:
+                detail = {"loc": ["query", "explain"], "type": "not_implemented", "msg": str(why)}
+                raise RequestError(501, "reason codes are not available for this model", [detail]) from None
+        # The columns as batch scoring reads them (canonical categories, None for null), without pandas.
+        columns: dict[str, np.ndarray] = {name: batch.numeric[:, i] for i, name in enumerate(self.schema.numeric_names)}
+        for j, name in enumerate(self.schema.categorical_names):
+            columns[name] = self._category_values[j][batch.codes[:, j]]  # code -1 picks the trailing None
+        return self._explainer.top_reasons(columns, k)
+
     def _score(self, batch: FeatureBatch, ids: list[str] | None, base: str | None = None,
                ) -> tuple[np.ndarray, np.ndarray, int | None]:
         """Probabilities, labels, and the durable log's commit group to await (else None)."""
@@ -241,3 +275,33 @@ def _row_ids(own: list[str | None], base: str, many: bool) -> list[str]:
     if not many:
         return [own[0] or base]
     return [rid or f"{base}-{i}" for i, rid in enumerate(own)]
+
+
+EXPLAIN_DEFAULT_TOP_K = 3
+EXPLAIN_MAX_TOP_K = 10
+_TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no", ""}
+
+
+def explain_option(query: bytes | str) -> int:
+    """``/predict?explain=true[&top_k=N]`` -> N reasons per prediction (default 3, 1..10); 0 without
+    the flag. Bad values are a 400 naming the parameter; other parameters are ignored."""
+    if not query:
+        return 0  # the common case costs one check
+    text = query.decode("latin-1") if isinstance(query, bytes) else query
+    params = dict(parse_qsl(text, keep_blank_values=True))
+    flag, top_k = params.get("explain"), params.get("top_k")
+    if flag is not None and flag.lower() not in _TRUE | _FALSE:
+        raise RequestError(400, "invalid query parameter explain",
+                           [{"loc": ["query", "explain"], "type": "bool_parsing", "msg": "use explain=true or false"}])
+    on = flag is not None and flag.lower() in _TRUE
+    if top_k is None:
+        return EXPLAIN_DEFAULT_TOP_K if on else 0
+    if not on:
+        raise RequestError(400, "top_k needs explain=true",
+                           [{"loc": ["query", "top_k"], "type": "missing_explain",
+                             "msg": "top_k sets how many reasons /predict?explain=true returns"}])
+    if not (top_k.isascii() and top_k.isdigit()) or not 1 <= int(top_k) <= EXPLAIN_MAX_TOP_K:
+        raise RequestError(400, "invalid query parameter top_k",
+                           [{"loc": ["query", "top_k"], "type": "int_range",
+                             "msg": f"a whole number from 1 to {EXPLAIN_MAX_TOP_K}, got {top_k!r}"}])
+    return int(top_k)

@@ -3,15 +3,15 @@ from typing import Annotated, Any
 import pandas as pd
 from zenml import step
 
-from churnops.monitoring.feedback import join_outcomes
-from churnops.monitoring.performance import LivePerformance, PerformanceGate, evaluate_live_performance
+from churnops.monitoring.performance import LivePerformance, PerformanceGate
+from churnops.monitoring.window import WindowManifest, window_live_performance
 from materializers.monitoring import LivePerformanceMaterializer
 from steps.monitoring.model_facts import model_facts
 
 
 @step(output_materializers={"live_performance": LivePerformanceMaterializer})
 def score_live_performance(
-    inference_window: pd.DataFrame, feedback: pd.DataFrame, gate: dict[str, Any] | None = None,
+    inference_window: WindowManifest, feedback: pd.DataFrame, gate: dict[str, Any] | None = None,
 ) -> Annotated[LivePerformance, "live_performance"]:
     """Accuracy, precision, recall, F1 and ROC-AUC of this version's labelled predictions, against the gate.
 
@@ -20,8 +20,8 @@ def score_live_performance(
     """
     facts = model_facts()
     config = PerformanceGate.model_validate(gate or {})
-    return evaluate_live_performance(
-        join_outcomes(inference_window, feedback), facts.threshold,
+    return window_live_performance(
+        inference_window, feedback, facts.threshold,
         gate_f1=config.f1 if config.f1 is not None else facts.gate_f1,
         gate_roc_auc=config.roc_auc if config.roc_auc is not None else facts.gate_roc_auc,
         min_labelled=config.min_labelled, expected=facts.expected, model_version=facts.version,
