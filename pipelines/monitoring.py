@@ -8,8 +8,10 @@ from steps.monitoring import (
     detect_feature_drift,
     detect_output_drift,
     enforce_retention,
+    estimate_live_performance,
     load_feedback,
     load_inference_window,
+    load_monitoring_history,
     score_live_performance,
     send_alert,
 )
@@ -48,10 +50,13 @@ def monitoring_pipeline(
                                       thresholds)
     prediction_drift = detect_output_drift(window, model.get_artifact("test_predictions"), thresholds)
     live_performance = score_live_performance(window, feedback, gate)
+    estimated_performance = estimate_live_performance(window, model.get_artifact("test_predictions"))
+    monitoring_history = load_monitoring_history()
     data_drift_report, _data_summary_report = build_evidently_reports(window_sample, window,
                                                                       model.get_artifact("train_set"),
                                                                       dataset_schema, report)
     monitoring_decision, _monitoring_report = decide_action(log_read_summary, schema_check, data_drift,
                                                             prediction_drift, live_performance, data_drift_report,
-                                                            rules, retrain_on_drift)
+                                                            estimated_performance, monitoring_history, rules,
+                                                            retrain_on_drift)
     send_alert(monitoring_decision, alert_log, webhook_url)

@@ -114,6 +114,9 @@ def test_train_serve_simulate_monitor_retrain(fresh_home, trained_home, tmp_path
         assert (healthy["window_rows"], healthy["labelled_rows"]) == (1000, 1000)
         assert healthy["alert_count"] == 0 and healthy["action"] == "none", healthy["reasons"]
         assert not healthy["performance_below_gate"] and healthy["live_f1"] > 0.5
+        # The label-free estimate (calibrated probabilities only) lands near what the labels then say.
+        assert abs(healthy["estimated_f1"] - healthy["live_f1"]) < 0.15, (healthy["estimated_f1"], healthy["live_f1"])
+        assert 0 < healthy["prediction_rate"] < 1 and healthy["trend_runs"] == 1  # the empty window ran no pipeline
         for name, report in healthy["reports"].items():
             assert Path(report).stat().st_size > (1_000_000 if name != "monitoring_report" else 2_000), name
 
@@ -138,6 +141,7 @@ def test_train_serve_simulate_monitor_retrain(fresh_home, trained_home, tmp_path
         code, retrained, output = monitor(paths, tmp_path, "retrained", "--last", "1500", "--config", str(config))
         assert code == 0, output[-3000:]
         assert retrained["action"] == "retrain" and retrained["retrain_triggered"]
+        assert retrained["trend_runs"] == 3  # healthy and alerted, read back from their artifacts, and this run
         # Every labelled prediction, one row per customer: with the fixed seed the drifted run reused the
         # healthy run's 1,000 customer ids, and a customer's latest prediction wins.
         assert retrained["retraining_production_rows"] == 1500

@@ -232,7 +232,7 @@ def run_monitoring(config_path: Path, paths: StatePaths, *, window_hours: float 
     summary: dict[str, Any] = {"model_name": model_name, "model_version": report.decision.model_version,
                                **report.decision.key_figures(), "reasons": report.decision.reasons,
                                "run_name": run.name, "run_id": str(run.id), "alert_channels": delivery.channels,
-                               "reports": reports, "retrain_triggered": False,
+                               "reports": reports, "retrain_triggered": False, "trend_runs": len(report.trends),
                                "retention_days": retention.retention_days,
                                "retention_partitions_removed": retention.partitions_removed,
                                "retention_feedback_records_removed": retention.feedback_records_removed}

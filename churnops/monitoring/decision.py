@@ -44,6 +44,9 @@ class MonitoringDecision(BaseModel):
     performance_below_gate: bool
     live_f1: float | None = None
     live_roc_auc: float | None = None
+    # Label-free estimate (churnops.monitoring.estimation) and the share predicted to churn.
+    estimated_f1: float | None = None
+    prediction_rate: float | None = None
     schema_issues: list[str] = Field(default_factory=list)
     malformed_records: int = 0
     skipped_files: int = 0
@@ -69,6 +72,8 @@ class MonitoringDecision(BaseModel):
             "labelled_rows": self.labelled_rows,
             "live_f1": self.live_f1,
             "live_roc_auc": self.live_roc_auc,
+            "estimated_f1": self.estimated_f1,
+            "prediction_rate": self.prediction_rate,
             "performance_below_gate": self.performance_below_gate,
             "schema_issues": len(self.schema_issues),
             "malformed_records": self.malformed_records,
@@ -92,7 +97,8 @@ def alert_headline(alert_count: int, max_alerts: int) -> str:
 def decide(model_name: str, model_version: str, log: LogReadSummary, schema_check: SchemaCheck,
            data_drift: DataDriftResult, prediction_drift: PredictionDrift, performance: LivePerformance,
            rules: DecisionRules, retrain_on_drift: bool, evidently_drift_share: float | None = None,
-           evidently_drifted_columns: list[str] | None = None, now: datetime | None = None) -> MonitoringDecision:
+           evidently_drifted_columns: list[str] | None = None, now: datetime | None = None,
+           estimated_f1: float | None = None) -> MonitoringDecision:
     reasons: list[str] = []
     window_rows = log.rows_in_window
     alert_count = len(data_drift.drifted_features) + int(prediction_drift.drifted)
@@ -138,6 +144,7 @@ def decide(model_name: str, model_version: str, log: LogReadSummary, schema_chec
         prediction_drift=prediction_drift.drifted, labelled_rows=performance.labelled_rows,
         performance_judged=performance.judged, performance_below_gate=performance.below_gate,
         live_f1=metrics.f1 if metrics else None, live_roc_auc=metrics.roc_auc if metrics else None,
+        estimated_f1=estimated_f1, prediction_rate=prediction_drift.current_positive_rate,
         schema_issues=schema_issues, malformed_records=log.rows_malformed, skipped_files=log.files_skipped,
         evidently_drift_share=evidently_drift_share, evidently_drifted_columns=evidently_drifted_columns or [],
         retrain_recommended=retrain, retrain_on_drift=retrain_on_drift, alert=alert, action=action,

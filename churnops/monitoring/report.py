@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from churnops.monitoring.alerts import AlertDelivery
 from churnops.monitoring.decision import MonitoringDecision
 from churnops.monitoring.drift import DataDriftResult, PredictionDrift
+from churnops.monitoring.estimation import LabelFreeEstimate
 from churnops.monitoring.evidently_reports import EvidentlyReport
 from churnops.monitoring.inference_log import LogReadSummary, SchemaCheck
 from churnops.monitoring.performance import METRIC_NAMES, LivePerformance
+from churnops.monitoring.trends import TrendPoint, render_trends
 from churnops.reporting import html
 
 
@@ -36,6 +38,9 @@ class MonitoringReport(BaseModel):
     prediction_drift: PredictionDrift
     performance: LivePerformance
     evidently: EvidentlySummary
+    # Label-free estimate and the trend across runs (absent from reports written before they existed).
+    estimate: LabelFreeEstimate | None = None
+    trends: list[TrendPoint] = Field(default_factory=list)
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -145,6 +150,21 @@ def render_performance(performance: LivePerformance) -> str:
               f"{performance.other_version_rows:,}.</p>")
 
 
+def render_estimate(estimate: LabelFreeEstimate | None, performance: LivePerformance) -> str:
+    """Expected metrics from the probabilities alone, beside the realised ones once labels are in."""
+    if estimate is None or estimate.metrics is None:
+        return f"<p>{html.fmt(estimate.note if estimate else 'No estimate in this report.')}</p>"
+    e, m = estimate.metrics, performance.metrics
+    rows = [["estimated (no labels)", e.precision, e.recall, e.f1, f"[{e.f1_low:.3f}, {e.f1_high:.3f}]", e.rows]]
+    if m is not None:
+        rows.append(["realised (labelled part)", m.precision, m.recall, m.f1, "", performance.labelled_rows])
+    return (html.table(["", "precision", "recall", "F1", "F1 95 % interval", "rows"], rows)
+            + f"<p class='muted'>Confidence-based estimation (as NannyML's CBPE): the served probabilities, "
+              f"calibrated on this version's {estimate.calibration_rows:,} test-set predictions (isotonic), give "
+              "the expected confusion matrix. It holds while the relation between features and churn holds; "
+              "the realised figures are the check.</p>")
+
+
 def render_decision(decision: MonitoringDecision) -> str:
     good = decision.action == "none"
     return (html.cards({"action": decision.action.upper(), "drift share": decision.drift_share,
@@ -177,6 +197,8 @@ def render_report(report: MonitoringReport) -> str:
         f"{html.fmt(evidently.note)} The full report is the data_drift_report artifact.</p>",
         html.heading("Prediction drift"), render_prediction_drift(report.prediction_drift),
         html.heading("Live performance"), render_performance(report.performance),
+        html.heading("Estimated performance (no labels needed)"), render_estimate(report.estimate, report.performance),
+        html.heading("Trends across monitoring runs"), render_trends(report.trends),
     )
 
 

@@ -40,6 +40,7 @@ from churnops.monitoring.drift import (
     PredictionDrift,
     PredictionDriftSketch,
 )
+from churnops.monitoring.estimation import Calibration, ExpectedConfusion, LabelFreeEstimate
 from churnops.monitoring.feedback import OutcomeIndex
 from churnops.monitoring.inference_log import (
     LOG_COLUMNS,
@@ -562,6 +563,20 @@ def window_prediction_drift(manifest: WindowManifest, reference_probabilities: n
         same = _same_version(table, model_version)
         sketch.add_served(_floats(table.column("probability"))[same], int((~same).sum()))
     return sketch.result(thresholds)
+
+
+def window_estimated_performance(manifest: WindowManifest, calibration: Calibration, model_version: str,
+                                 threshold: float) -> LabelFreeEstimate:
+    """Expected precision / recall / F1 of this version's served predictions, from their probabilities only."""
+    confusion = ExpectedConfusion()
+    rng = np.random.default_rng(0)
+    for table in window_tables(manifest, ["model_version", "probability"]):
+        served = _floats(table.column("probability"))[_same_version(table, model_version)]
+        confusion.add(calibration.apply(served), served >= threshold, rng=rng)
+    metrics = confusion.estimate(calibration.reference_rows)
+    note = "" if metrics else f"no predictions of version {model_version} in the window"
+    return LabelFreeEstimate(model_version=model_version, calibration_rows=calibration.reference_rows,
+                             metrics=metrics, note=note)
 
 
 PERFORMANCE_COLUMNS = ["request_id", "customer_key", "timestamp", "model_version", "probability", "label"]
