@@ -13,8 +13,8 @@ PYTEST_ARGS ?=
 # pytest-xdist workers for `make test` and `make test-fast`; tests/conftest.py isolates each one. Most of the
 # suite waits on subprocesses and servers, so more workers than cores pays off (docs/benchmarks.md).
 TEST_WORKERS ?= 4
-# loadgroup: tests marked xdist_group(NAME) share a worker; the rest spread one by one.
-XDIST := -n $(TEST_WORKERS) --dist loadgroup
+# loadfile: the tests of one file share a worker (module fixtures such as a served Bento are set up once).
+XDIST := -n $(TEST_WORKERS) --dist loadfile
 DASHBOARD_PORT ?= 8237
 MLFLOW_PORT ?= 5000
 SERVE_PORT ?= 3000

@@ -3,12 +3,12 @@
 The environment is configured here, at import, because ZenML, MLflow and BentoML read it
 when they are first imported (test modules import them while being collected).
 
-`make test` runs the suite on pytest-xdist workers (`-n`, `--dist loadgroup`). Each worker is a
+`make test` runs the suite on pytest-xdist workers (`-n`, `--dist loadfile`). Each worker is a
 process of its own and imports this file itself, so each gets its own CHURNOPS_HOME, and with it
 its own ZENML_CONFIG_PATH, BENTOML_HOME, MLflow store and inference log; servers take free ports
-(churnops.platform.ports.free_port). Tests that must share a worker (a module fixture with a
-server, say) need nothing: module-scoped fixtures are per worker, and with `--dist loadgroup` a
-module can be kept together with `pytestmark = pytest.mark.xdist_group("name")`.
+(churnops.platform.ports.free_port). `--dist loadfile` keeps every test of a file on one worker, so a
+module fixture (a served Bento, say) is set up once and tests that run in order within a module
+(``test_zz_...`` last) still do.
 
 Fixtures for tests:
 
@@ -49,27 +49,6 @@ atexit.register(shutil.rmtree, _SESSION_HOME, ignore_errors=True)
 os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(_SESSION_HOME / "hypothesis"))
 
 FAST_TRAINING_CONFIG = PROJECT_ROOT / "configs" / "training-fast.yaml"
-
-
-SHARED_SCOPES = {"module", "class", "package"}
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the xdist_group marks
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Keep the tests of a module on one xdist worker when they share a module or class fixture.
-
-    A fixture such as a served Bento is set up once per worker that needs it: spread over four
-    workers, its tests would build and serve four of them. Every other test is scheduled on its
-    own, so the long end-to-end tests of one file run side by side.
-    """
-    for item in items:
-        if item.get_closest_marker("xdist_group") is not None:
-            continue
-        fixture_info = getattr(item, "_fixtureinfo", None)
-        if fixture_info is None:
-            continue
-        if any(definitions[-1].scope in SHARED_SCOPES for definitions in fixture_info.name2fixturedefs.values()):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
 
 
 @pytest.fixture(scope="session")
