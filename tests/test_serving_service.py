@@ -116,11 +116,16 @@ def post_raw(url: str, path: str, body: bytes, chunked: bool = False) -> tuple[i
     host, port = url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=30)
     try:
-        if chunked:
-            connection.request("POST", path, body=iter([body[i:i + 65536] for i in range(0, len(body), 65536)]),
-                               headers={"Content-Type": "application/json"}, encode_chunked=True)
-        else:
-            connection.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+        try:
+            if chunked:
+                connection.request("POST", path, body=iter([body[i:i + 65536] for i in range(0, len(body), 65536)]),
+                                   headers={"Content-Type": "application/json"}, encode_chunked=True)
+            else:
+                connection.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+        except (BrokenPipeError, ConnectionResetError):
+            # The server may answer (413) and close before the client has sent the whole body;
+            # its answer is already in the socket's receive buffer, as urllib3 reads it too.
+            pass
         response = connection.getresponse()
         return response.status, json.loads(response.read() or b"{}")
     finally:
