@@ -18,7 +18,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from churnops.batch.validation import CleanBatch, read_part
 from churnops.data.profile import ReferenceProfile
 from churnops.data.schema import DatasetSchema
-from churnops.monitoring.drift import Z_CAP, DataDriftResult, DriftThresholds, FeatureDrift, _missing_check, psi
+from churnops.monitoring.drift import (
+    Z_CAP,
+    CategoricalSketch,
+    DataDriftResult,
+    DriftThresholds,
+    FeatureDrift,
+    _missing_check,
+    psi,
+)
 
 Policy = Literal["warn", "fail"]
 
@@ -105,26 +113,10 @@ def _numeric_drift(name: str, stats: _NumericStats, profile: ReferenceProfile,
 
 def _categorical_drift(name: str, stats: _CategoricalStats, profile: ReferenceProfile,
                        thresholds: DriftThresholds) -> FeatureDrift:
-    reference = profile.categorical[name]
-    result = FeatureDrift(feature=name, kind="categorical", rows=stats.rows,
-                          missing_rate=stats.missing / stats.rows if stats.rows else 0.0,
-                          reference_missing_rate=reference.missing_rate, drifted=False)
-    present = stats.rows - stats.missing
-    if present:
-        current = {c: float(n) / present for c, n in zip(stats.categories, stats.counts, strict=True) if n}
-        categories = set(current) | set(reference.frequencies)
-        shifts = {c: current.get(c, 0.0) - reference.frequencies.get(c, 0.0) for c in categories}
-        category = max(sorted(shifts), key=lambda c: abs(shifts[c]))
-        result.current_frequencies = current
-        result.frequency_shift = abs(shifts[category])
-        result.shifted_category = category
-        result.unseen_share = sum(v for c, v in current.items() if c not in reference.frequencies)
-        if result.frequency_shift > thresholds.frequency_shift:
-            result.reasons.append(f"'{category}' at {current.get(category, 0.0):.1%} vs "
-                                  f"{reference.frequencies.get(category, 0.0):.1%} in training")
-    _missing_check(result, thresholds)
-    result.drifted = bool(result.reasons)
-    return result
+    """Monitoring's categorical verdict, from this pass's counts."""
+    sketch = CategoricalSketch(profile.categorical[name])
+    sketch.add({c: int(n) for c, n in zip(stats.categories, stats.counts, strict=True)}, stats.rows, stats.missing)
+    return sketch.result(thresholds)
 
 
 def _codes(column: pa.ChunkedArray) -> np.ndarray:
