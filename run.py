@@ -2,10 +2,11 @@
 
     python run.py --pipeline training [--config PATH] [--data synthetic|telco|PATH] [--rows N]
     python run.py --pipeline deploy [--version N] [--serve | --stop] [--force --reason TEXT]
+    python run.py --pipeline deploy --serve --shadow VERSION | --canary PERCENT [--challenger VERSION]
     python run.py --pipeline deploy --k8s-manifests DIR [--version N] [--image IMAGE] [--replicas N]
     python run.py --pipeline rollback [--to VERSION] [--reason TEXT] [--force]
     python run.py --pipeline monitoring [--window-hours H | --last N]
-    python run.py --pipeline simulate --requests N [--drift none|low|high] [--feedback]
+    python run.py --pipeline simulate --requests N [--drift none|low|high] [--feedback] [--loop]
     python run.py --pipeline batch_inference [--input FILE|DIR] [--schema PATH] [--version N] [--output DIR]
     python run.py --models | --feedback FILE | --stack NAME
     python run.py --prune-logs [--retention-days N] | --forget-customer ID [ID ...]
@@ -49,6 +50,13 @@ def positive_float(value: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {value}") from None
     if number <= 0:
         raise argparse.ArgumentTypeError(f"must be positive: {value}")
+    return number
+
+
+def canary_percent(value: str) -> float:
+    number = positive_float(value)
+    if number >= 100:
+        raise argparse.ArgumentTypeError(f"a canary share is below 100 (promotion makes it all traffic): {value}")
     return number
 
 
@@ -104,6 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
     serving = deploy.add_mutually_exclusive_group()
     serving.add_argument("--serve", action="store_true", help="start the service in the background")
     serving.add_argument("--stop", action="store_true", help="stop the running local deployment")
+    rollout = deploy.add_mutually_exclusive_group()
+    rollout.add_argument("--shadow", metavar="VERSION",
+                         help="with --serve: serve production and let VERSION score every request off the response "
+                              "path (both logged; monitoring compares them and promotes on evidence)")
+    rollout.add_argument("--canary", type=canary_percent, metavar="PERCENT",
+                         help="with --serve: VERSION of --challenger answers PERCENT %% of customers (stable by "
+                              "pseudonymised id), production the rest; both score every request")
+    deploy.add_argument("--challenger", metavar="VERSION",
+                        help="with --canary: the challenger (default: the version in shadow now, else the newest "
+                             "staging version)")
     deploy.add_argument("--host", default="127.0.0.1", help="host to serve on (default: 127.0.0.1)")
     deploy.add_argument("--port", type=positive_int, default=3000, help="port to serve on (default: 3000)")
     deploy.add_argument("--k8s-manifests", type=Path, metavar="DIR",
@@ -123,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     monitoring.add_argument("--drift", choices=("none", "low", "high"), default="none",
                             help="drift of simulated traffic")
     monitoring.add_argument("--url", metavar="URL", help="service URL (default: the recorded local deployment)")
+    monitoring.add_argument("--loop", action="store_true",
+                            help="with --pipeline simulate: the closed loop, stage by stage: traffic with outcomes, "
+                                 "monitoring -> retraining -> challenger beside production, more traffic, "
+                                 "promotion on live evidence or rollback (loop: in configs/simulate.yaml)")
 
     batch = parser.add_argument_group("batch inference (--version N, --schema PATH also apply)")
     batch.add_argument("--input", type=Path, metavar="FILE|DIR",
@@ -146,6 +168,10 @@ def dispatch(args: argparse.Namespace) -> int:
 
     if args.retention_days is not None and not args.prune_logs:
         raise UserError("--retention-days only goes with --prune-logs")
+    if (args.shadow or args.canary is not None) and not (args.pipeline == "deploy" and args.serve):
+        raise UserError("--shadow and --canary go with --pipeline deploy --serve")
+    if args.challenger is not None and args.canary is None:
+        raise UserError("--challenger goes with --canary PERCENT (--shadow names its version itself)")
     if args.k8s_manifests is not None and args.pipeline != "deploy":
         raise UserError("--k8s-manifests DIR goes with --pipeline deploy")
     if (args.image is not None or args.replicas is not None) and args.k8s_manifests is None:
@@ -162,6 +188,10 @@ def dispatch(args: argparse.Namespace) -> int:
         return commands.run_forget_customer(args, paths)
     if isinstance(args.feedback, str) and args.pipeline is None:
         return commands.run_feedback(Path(args.feedback), args, paths)
+    if args.loop and args.pipeline != "simulate":
+        raise UserError("--loop goes with --pipeline simulate")
+    if args.loop and args.url:
+        raise UserError("--loop drives the local deployment; it does not take --url")
     if args.feedback is not None and args.pipeline != "simulate":
         raise UserError("--feedback without FILE only goes with --pipeline simulate")
     return commands.run_pipeline(args.pipeline or "training", args, paths)

@@ -37,6 +37,7 @@ from bento.limits import BodySizeLimit
 from bento.request_body import documented_output, raw_body_spec
 from churnops.core.settings import state_paths
 from churnops.serving.api_keys import configured_api_keys
+from churnops.serving.compiled import compile_pipeline
 from churnops.serving.config import load_serving_config
 from churnops.serving.contract import (
     MAX_ID_LENGTH,
@@ -46,6 +47,7 @@ from churnops.serving.contract import (
     RequestContract,
     RequestError,
 )
+from churnops.serving.inference_log import InferenceLogWriter
 from churnops.serving.log_metrics import InferenceLogMetrics
 from churnops.serving.packaging import FILES_SHA256_KEY, read_schema, verify_model_files
 from churnops.serving.runtime import REQUEST_ID_HEADER, Answer, ServingRuntime, explain_option
@@ -60,6 +62,12 @@ REQUEST_ID_BYTES = REQUEST_ID_HEADER.encode()
 
 class ServiceArguments(BaseModel):
     model_tag: str = "churn_classifier:latest"
+    # A challenger beside the model (churnops.serving.rollout): `deploy --shadow VERSION` / `--canary PERCENT`.
+    challenger_tag: str | None = None
+    rollout_mode: str | None = None  # shadow | canary
+    canary_percent: float = 0.0
+    rollout_id: str | None = None
+    rollout_started_at: str | None = None
 
 
 ARGUMENTS = bentoml.use_arguments(ServiceArguments)
@@ -77,6 +85,7 @@ if not API_KEYS and bentoml.server_context.worker_index == 1:  # once per server
                    CONFIG.auth.key_env, f", or the ZenML secret '{CONFIG.auth.zenml_secret}' (key "
                    f"'{CONFIG.auth.zenml_secret_key}') read by run.py," if CONFIG.auth.zenml_secret else "")
 MODEL = bentoml.models.BentoModel(ARGUMENTS.model_tag)
+CHALLENGER = bentoml.models.BentoModel(ARGUMENTS.challenger_tag) if ARGUMENTS.challenger_tag else None
 
 # The request contract is generated from the dataset schema stored with the model, so the
 # OpenAPI page shows this model's fields, ranges and categories.
@@ -88,6 +97,10 @@ if _stored is None:
     )
 # Refuse to start (the worker never turns ready) on any model file that changed since packaging.
 verify_model_files(Path(_stored.path), _stored.info.metadata.get(FILES_SHA256_KEY))
+if CHALLENGER is not None:
+    if CHALLENGER.stored is None:
+        raise bentoml.exceptions.NotFound(f"challenger model '{ARGUMENTS.challenger_tag}' is not in the BentoML store")
+    verify_model_files(Path(CHALLENGER.stored.path), CHALLENGER.stored.info.metadata.get(FILES_SHA256_KEY))
 _contract = RequestContract(read_schema(Path(_stored.path)), CONFIG.limits.max_predict_customers,
                             CONFIG.limits.max_batch_rows)
 PREDICT_INPUT = raw_body_spec("PredictInput", _contract.predict_input)
@@ -120,6 +133,7 @@ if API_KEYS:
 @bentoml.service(name="churn_service", **CONFIG.service.bentoml_options())
 class ChurnService:
     bento_model = MODEL
+    challenger_model = CHALLENGER  # None without a rollout; a BentoModel is packaged into the Bento
 
     def __init__(self) -> None:
         stored = self.bento_model
@@ -128,6 +142,8 @@ class ChurnService:
         log_metrics = InferenceLogMetrics() if CONFIG.inference_log.enabled else None
         self.runtime = ServingRuntime(Path(stored.path), str(stored.tag), CONFIG, state_paths(), _contract,
                                       log_stats_observer=log_metrics.observe if log_metrics else None)
+        if CHALLENGER is not None:
+            self.runtime.attach_rollout(*start_rollout(self.runtime, Path(CHALLENGER.stored.path)))
         self.metrics = PredictionMetrics.shared()
         LEAN_ROUTES.bind({"/predict": self._lean_predict, "/predict_batch": self._lean_predict_batch})
         # Everything loaded so far lives as long as the worker: keep it out of the cyclic GC's
@@ -214,6 +230,58 @@ if os.environ.get("CHURNOPS_LEAN_ROUTES", "on").lower() != "off":
         metric_labels=lambda: {"service_name": bentoml.server_context.bento_name,
                                "service_version": bentoml.server_context.bento_version,
                                "runner_name": bentoml.server_context.service_name})
+
+
+def start_rollout(runtime: ServingRuntime, challenger_folder: Path) -> tuple[t.Any, float]:
+    """The challenger beside ``runtime``'s model (churnops.serving.rollout), and its threshold."""
+    from churnops.serving.packaging import read_model_files
+    from churnops.serving.pseudonym import load_salt
+    from churnops.serving.rollout import (
+        Rollout,
+        RolloutPlan,
+        VersionScorer,
+        shadow_log_dir,
+        stats_dir,
+    )
+    from churnops.serving.rollout_stats import RolloutStatsRecorder
+
+    if runtime.log_directory is None:
+        raise RuntimeError("a rollout needs the inference log (inference_log.enabled in configs/serving.yaml): "
+                           "the challenger is judged on what it logged")
+    challenger = read_model_files(challenger_folder)
+    challenger_scorer = compile_pipeline(challenger.pipeline, challenger.schema)
+    if challenger.schema.feature_names != runtime.schema.feature_names:
+        raise RuntimeError(f"challenger version {challenger.card.model_version} expects other features than "
+                           f"production version {runtime.card.model_version}")
+    plan = RolloutPlan(mode=ARGUMENTS.rollout_mode or "shadow", rollout_id=ARGUMENTS.rollout_id or "unnamed",
+                       started_at=ARGUMENTS.rollout_started_at or "", canary_percent=ARGUMENTS.canary_percent,
+                       production_version=runtime.card.model_version,
+                       challenger_version=challenger.card.model_version)
+    pseudonym = CONFIG.pseudonymisation
+    salt = load_salt(state_paths(), pseudonym.salt_env, pseudonym.salt_file)
+    options = CONFIG.inference_log
+    shadow_dir = shadow_log_dir(runtime.log_directory)
+
+    def writer(directory: Path, version: str) -> InferenceLogWriter:
+        return InferenceLogWriter(directory, runtime.schema, runtime.card.model_name, version,
+                                  salt if runtime.schema.id_column else None, flush_rows=options.flush_rows,
+                                  flush_seconds=options.flush_seconds, max_pending_rows=options.max_pending_rows)
+
+    canary = plan.mode == "canary"
+    production = VersionScorer(plan.production_version, runtime.scorer, runtime.threshold,
+                               shadow_log=writer(shadow_dir, plan.production_version) if canary else None,
+                               served_log=None)
+    challenger_side = VersionScorer(
+        plan.challenger_version, challenger_scorer, float(challenger.card.threshold),
+        shadow_log=writer(shadow_dir, plan.challenger_version),
+        served_log=writer(runtime.log_directory, plan.challenger_version) if plan.mode == "canary" else None)
+    stats = RolloutStatsRecorder(stats_dir(runtime.log_directory), plan.rollout_id, plan.mode,
+                                 plan.canary_percent if plan.mode == "canary" else None, plan.started_at,
+                                 {plan.production_version: "production", plan.challenger_version: "challenger"})
+    logger.info("rollout %s: %s of version %s beside production version %s%s", plan.rollout_id, plan.mode,
+                plan.challenger_version, plan.production_version,
+                f" ({plan.canary_percent:g} % of customers)" if plan.mode == "canary" else "")
+    return Rollout(plan, production, challenger_side, salt, stats), float(challenger.card.threshold)
 
 
 class PredictionMetrics:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from html import escape
 from typing import Any, ClassVar
 
 import pandas as pd
@@ -23,6 +24,7 @@ from churnops.monitoring.decision import MonitoringDecision
 from churnops.monitoring.drift import DataDriftResult, PredictionDrift
 from churnops.monitoring.evidently_reports import EvidentlyReport
 from churnops.monitoring.inference_log import LogReadSummary, SchemaCheck
+from churnops.monitoring.live_comparison import LiveComparison, RolloutDecision, render_live_comparison
 from churnops.monitoring.performance import LivePerformance
 from churnops.monitoring.report import MonitoringReport
 from churnops.monitoring.retention import RetentionSummary
@@ -236,3 +238,34 @@ class WindowManifestMaterializer(JsonReportMaterializer):
     def key_figures(self, data: WindowManifest) -> dict[str, MetadataType]:
         return {"window": data.window, "window_rows": data.rows, "files": len(data.files), "bytes": data.bytes,
                 "sample_rows": data.sample_rows}
+
+
+class LiveComparisonMaterializer(JsonReportMaterializer):
+    SKIP_REGISTRATION: ClassVar[bool] = False
+    ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (LiveComparison,)
+
+    def render(self, data: LiveComparison) -> str:
+        return html.page("Live comparison", render_live_comparison(data))
+
+    def key_figures(self, data: LiveComparison) -> dict[str, MetadataType]:
+        figures: dict[str, MetadataType] = {"labelled_pairs": data.labelled_pairs, "pairs": data.pairs}
+        for metric, interval in data.differences.items():
+            figures[f"live_{metric}_difference"] = float(interval.estimate or 0.0)
+            figures[f"live_{metric}_difference_low"] = interval.low
+            figures[f"live_{metric}_difference_high"] = interval.high
+        return figures
+
+
+class RolloutDecisionMaterializer(JsonReportMaterializer):
+    SKIP_REGISTRATION: ClassVar[bool] = False
+    ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (RolloutDecision,)
+
+    def render(self, data: RolloutDecision) -> str:
+        items = "".join(f"<li>{escape(r)}</li>" for r in [*data.reasons, data.outcome] if r)
+        return html.page(f"Rollout decision: {data.action}", html.cards(
+            {"action": data.action.upper(), "applied": data.applied, "challenger": data.challenger_version or "-",
+             "production": data.production_version or "-"}), f"<ul>{items}</ul>")
+
+    def key_figures(self, data: RolloutDecision) -> dict[str, MetadataType]:
+        return {"rollout_action": data.action, "rollout_applied": data.applied,
+                "challenger_version": data.challenger_version or "none"}

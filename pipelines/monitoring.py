@@ -4,6 +4,7 @@ from zenml import get_pipeline_context, pipeline
 
 from steps.monitoring import (
     build_evidently_reports,
+    compare_live_versions,
     decide_action,
     detect_feature_drift,
     detect_output_drift,
@@ -15,6 +16,7 @@ from steps.monitoring import (
     score_live_performance,
     send_alert,
 )
+from steps.promotion import promote_on_evidence
 
 
 @pipeline(name="churn_monitoring")
@@ -31,12 +33,16 @@ def monitoring_pipeline(
     retrain_on_drift: bool = False,
     webhook_url: str | None = None,
     retention_days: int | None = None,
+    rollout: dict[str, Any] | None = None,
+    live_rollout: dict[str, Any] | None = None,
 ) -> None:
     """Window of served predictions vs the production version's training data → decision → alert.
 
     The model version (production, through the Model Control Plane) and every parameter come
     from configs/monitoring.yaml; retraining, when decided, is started by the caller. Records older
-    than ``retention_days`` are removed first, so nothing past its retention period is read.
+    than ``retention_days`` are removed first, so nothing past its retention period is read. With a
+    challenger served beside production (``live_rollout``, from the deployment), the two are compared
+    on live traffic and the challenger is promoted or rolled back by the ``rollout`` rules.
     """
     model = get_pipeline_context().model
     dataset_schema = model.get_artifact("dataset_schema")
@@ -60,3 +66,5 @@ def monitoring_pipeline(
                                                             estimated_performance, monitoring_history, rules,
                                                             retrain_on_drift)
     send_alert(monitoring_decision, alert_log, webhook_url)
+    live_comparison = compare_live_versions(log_dir, feedback, live_rollout, rollout)
+    promote_on_evidence(live_comparison, rollout)

@@ -52,6 +52,7 @@ def monitoring_config(tmp_path: Path, name: str, retrain_on_drift: bool) -> Path
     config = yaml.safe_load((CONFIGS / "monitoring.yaml").read_text())
     config["parameters"]["retrain_on_drift"] = retrain_on_drift
     config["retraining"]["training_config"] = str(CONFIGS / "training-fast.yaml")
+    config["retraining"]["deploy_challenger"] = "off"  # a winner replaces production (shadow: test_closed_loop.py)
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path

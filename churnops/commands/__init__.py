@@ -23,7 +23,10 @@ def run_pipeline(name: str, args: argparse.Namespace, paths: StatePaths) -> int:
     if args.stack and args.pipeline is None:
         print(f"Active stack: {stack}")
         return 0
-    module = importlib.import_module(f"churnops.commands.{COMMAND_MODULES.get(name, name)}")
+    # simulate --loop is the closed loop, which drives simulate, monitoring and deploy in turn.
+    looping = name == "simulate" and getattr(args, "loop", False)
+    module_name = "closed_loop" if looping else COMMAND_MODULES.get(name, name)
+    module = importlib.import_module(f"churnops.commands.{module_name}")
     return int(module.run(args, paths))
 
 

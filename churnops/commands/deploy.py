@@ -23,6 +23,8 @@ def run(args: argparse.Namespace, paths: StatePaths) -> int:
         return manifests.run(args, paths)
     from churnops.platform import deployment
 
+    if getattr(args, "shadow", None) or getattr(args, "canary", None) is not None:
+        return run_rollout(args, paths)
     if args.stop:
         stopped = deployment.stop_service(paths)
         if stopped is None:
@@ -67,3 +69,43 @@ def _record_override(clearance: Any) -> None:
     if clearance.record() is not None:
         print(f"GATE OVERRIDDEN ({', '.join(v.rule for v in clearance.overridden)}): recorded on version "
               f"{clearance.version.number} (see `python run.py --models`).")
+
+
+def run_rollout(args: argparse.Namespace, paths: StatePaths) -> int:
+    """``--serve --shadow VERSION`` or ``--serve --canary PERCENT [--challenger VERSION]``."""
+    from churnops.platform import deployment
+
+    mode = "shadow" if args.shadow else "canary"
+    try:
+        challenger = deployment.get_version(deployment.MODEL_NAME, args.shadow or args.challenger
+                                            or default_challenger(paths))
+        record = deployment.start_rollout(paths, challenger, mode, args.canary, force=args.force, reason=args.reason,
+                                          host=args.host, port=args.port)
+    except deployment.GateRefused as refusal:
+        raise UserError(str(refusal), ExitCode.GATE_REFUSED) from None
+    except deployment.DeploymentError as error:
+        raise UserError(str(error)) from None
+    share = f", answering {record.canary_percent:g} % of customers" if mode == "canary" else \
+        ", scoring every request off the response path"
+    print(f"Serving production version {record.model_version} at {record.url} (pid {record.pid}) with challenger "
+          f"version {record.challenger_version} in {mode}{share}.")
+    print(f"  Rollout {record.rollout_id}: both versions score every request; the other model's scores go to "
+          "<inference log>/_shadow/, per-version counts and latency to <inference log>/_rollout/.")
+    print("  Judge it: send traffic with outcomes, then python run.py --pipeline monitoring "
+          "(promote_on_evidence promotes it, rolls it back, or waits for more labels).")
+    print("  Stop it:  python run.py --pipeline deploy --serve   (production alone)")
+    return 0
+
+
+def default_challenger(paths: StatePaths) -> str:
+    """The version in shadow now, else the newest staging version."""
+    from churnops.platform import deployment
+
+    running = deployment.current_rollout(paths)
+    if running is not None and running.challenger_version:
+        return running.challenger_version
+    staged = [v for v in deployment.list_versions() if deployment.stage_of(v) == "staging"]
+    if not staged:
+        raise UserError("no challenger: name one with --challenger VERSION (no version is in shadow or staging; "
+                        "see `python run.py --models`)")
+    return str(staged[-1].number)

@@ -30,6 +30,7 @@ from churnops.monitoring.decision import DecisionRules
 from churnops.monitoring.drift import DriftThresholds
 from churnops.monitoring.evidently_reports import ReportSettings
 from churnops.monitoring.inference_log import WindowSpec, window_has_rows
+from churnops.monitoring.live_comparison import RolloutRules
 from churnops.monitoring.performance import PerformanceGate
 from churnops.monitoring.report import MonitoringReport, format_console, render_report
 from churnops.monitoring.retraining import RetrainingData, RetrainingSettings
@@ -37,7 +38,8 @@ from churnops.platform.run_config import ConfigError, default_config, load_confi
 
 REQUIRED_ARTIFACTS = ("dataset_schema", "reference_profile", "test_predictions", "train_set")
 SECTIONS: dict[str, type[BaseModel]] = {"thresholds": DriftThresholds, "rules": DecisionRules,
-                                        "gate": PerformanceGate, "report": ReportSettings}
+                                        "gate": PerformanceGate, "report": ReportSettings,
+                                        "rollout": RolloutRules}
 TRAIN_FIRST = "python run.py --pipeline training"
 Section = TypeVar("Section", bound=BaseModel)
 
@@ -167,16 +169,88 @@ def retrain(model_version: Any, params: dict[str, Any], settings: RetrainingSett
                                "retraining_data": data.data_path}
     try:
         summary = run_training(PROJECT_ROOT / settings.training_config, paths, data=data.data_path,
-                               schema=Path(data.schema_path))
+                               schema=Path(data.schema_path),
+                               target_stage="staging" if settings.deploy_challenger != "off" else None)
     except DataValidationError as error:
         print(f"\n{error}\n\nThe retraining data failed validation: nothing was trained or promoted.")
         return {**outcome, "retrained_version": None, "retrained_verdict": "validation_failed"}
     from churnops.reporting.summary import format_console as training_console
 
     print("\n" + training_console(summary))
-    return {**outcome, "retrained_version": summary["model_version"], "retrained_verdict": summary["verdict"],
-            "retrained_stage": summary["stage"], "retrained_f1": summary["f1"],
-            "retraining_run": summary["run_name"]}
+    outcome.update({"retrained_version": summary["model_version"], "retrained_verdict": summary["verdict"],
+                    "retrained_stage": summary["stage"], "retrained_f1": summary["f1"],
+                    "retraining_run": summary["run_name"]})
+    if summary["verdict"] == "challenger":
+        outcome.update(deploy_challenger(str(summary["model_version"]), settings, paths))
+    return outcome
+
+
+def deploy_challenger(version: str, settings: RetrainingSettings, paths: StatePaths) -> dict[str, Any]:
+    """The closed loop: serve a retrained winner beside production (shadow or canary) in the running
+    local deployment; without one, say how to start the rollout."""
+    from churnops.platform import deployment
+
+    mode = settings.deploy_challenger
+    command = (f"python run.py --pipeline deploy --serve --shadow {version}" if mode == "shadow"
+               else f"python run.py --pipeline deploy --serve --canary {settings.canary_percent:g} "
+                    f"--challenger {version}")
+    if deployment.running_deployment(paths) is None:
+        print(f"\n  Version {version} is staged as the challenger; no local deployment is running. "
+              f"Start the rollout with: {command}")
+        return {"challenger_version": version, "challenger_deployed": False, "challenger_command": command}
+    try:
+        challenger = deployment.get_version(deployment.MODEL_NAME, version)
+        record = deployment.start_rollout(paths, challenger, mode,
+                                          percent=settings.canary_percent if mode == "canary" else None)
+    except deployment.DeploymentError as error:  # the gate's refusal included: production keeps serving alone
+        print(f"\n  Version {version} is staged but was not deployed as the challenger: {error}")
+        return {"challenger_version": version, "challenger_deployed": False, "challenger_error": str(error)}
+    share = f" ({record.canary_percent:g} % of customers)" if mode == "canary" else ""
+    print(f"\n  Challenger v{version} deployed in {mode}{share} beside production v{record.model_version} at "
+          f"{record.url}; promote_on_evidence decides once labelled traffic comes back "
+          "(python run.py --pipeline monitoring).")
+    return {"challenger_version": version, "challenger_deployed": True, "rollout_mode": mode,
+            "rollout_id": record.rollout_id}
+
+
+def live_rollout(paths: StatePaths) -> dict[str, Any] | None:
+    """The running deployment's challenger, as the monitoring pipeline's ``live_rollout``."""
+    from churnops.platform.deployment import current_rollout
+
+    record = current_rollout(paths)
+    if record is None:
+        return None
+    return {"production_version": record.model_version, "challenger_version": record.challenger_version,
+            "rollout_id": record.rollout_id, "mode": record.rollout_mode,
+            "started_at": record.rollout_started_at or record.started_at, "canary_percent": record.canary_percent}
+
+
+def apply_rollout_decision(run: Any, paths: StatePaths) -> dict[str, Any]:
+    """Print the live comparison and the decision; after a promotion or rollback, serve production alone."""
+    from churnops.monitoring.live_comparison import format_console as rollout_console
+    from churnops.platform import deployment
+
+    comparison = _step_output(run, "compare_live_versions", "live_comparison")
+    decision = _step_output(run, "promote_on_evidence", "rollout_decision")
+    figures: dict[str, Any] = decision.key_figures()
+    for metric, interval in comparison.differences.items():
+        figures[f"live_{metric}_difference"] = interval.estimate
+        figures[f"live_{metric}_difference_low"] = interval.low
+        figures[f"live_{metric}_difference_high"] = interval.high
+    figures["live_labelled_pairs"] = comparison.labelled_pairs
+    if decision.action == "none":
+        return figures
+    print("\n" + rollout_console(comparison, decision))
+    if decision.applied:
+        try:
+            record = deployment.end_rollout(paths)
+        except deployment.DeploymentError as error:
+            print(f"  The service could not be switched: {error}")
+            return {**figures, "rollout_service_switched": False}
+        if record is not None:
+            print(f"  The service at {record.url} now serves version {record.model_version} alone (pid {record.pid}).")
+        figures["rollout_service_switched"] = record is not None
+    return figures
 
 
 def run_monitoring(config_path: Path, paths: StatePaths, *, window_hours: float | None = None,
@@ -190,6 +264,7 @@ def run_monitoring(config_path: Path, paths: StatePaths, *, window_hours: float 
     params = resolved["parameters"]
     model_name = resolved.get("model", {}).get("name", "churn_classifier")
     version = require_production(model_name)
+    params["live_rollout"] = live_rollout(paths)
     window = WindowSpec(hours=params.get("window_hours"), last=params.get("last"))
     if not window_has_rows(Path(params["log_dir"]), window):
         # No pipeline run, but retention still applies.
@@ -236,7 +311,12 @@ def run_monitoring(config_path: Path, paths: StatePaths, *, window_hours: float 
                                "retention_days": retention.retention_days,
                                "retention_partitions_removed": retention.partitions_removed,
                                "retention_feedback_records_removed": retention.feedback_records_removed}
-    if report.decision.action == "retrain":
+    summary.update(apply_rollout_decision(run, paths))
+    rollout_running = params["live_rollout"] is not None and summary.get("rollout_action") in ("wait", "none")
+    if report.decision.action == "retrain" and rollout_running:
+        print(f"\n  Retraining is not started while challenger v{params['live_rollout']['challenger_version']} "
+              "is being judged on live traffic; the rollout decides first.")
+    elif report.decision.action == "retrain":
         outcome = retrain(version, params, retraining, paths)
         summary.update(outcome)
         from zenml import log_metadata

@@ -1,8 +1,9 @@
-"""``python run.py --pipeline simulate --requests N [--drift none|low|high] [--feedback] [--url URL]``.
+"""``python run.py --pipeline simulate --requests N [--drift none|low|high] [--feedback] [--url URL] [--loop]``.
 
 Sends N synthetic customers to the running service (by default the local deployment that
 ``deploy --serve`` recorded), optionally drifted, and with ``--feedback`` writes their actual
-outcomes to the feedback log, keyed by the request ids the simulator sent.
+outcomes to the feedback log, keyed by the request ids the simulator sent. ``--loop`` walks the
+closed loop stage by stage instead (churnops/commands/closed_loop.py).
 """
 
 from __future__ import annotations
@@ -68,8 +69,10 @@ def simulated_schema(info: dict[str, Any]) -> DatasetSchema:
 
 
 def load_settings(path: Path) -> SimulatorSettings:
+    """The traffic settings of a simulate config (its ``loop:`` section is the closed loop's)."""
     try:
-        return SimulatorSettings.model_validate(load_config(path))
+        traffic = {key: value for key, value in load_config(path).items() if key != "loop"}
+        return SimulatorSettings.model_validate(traffic)
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
         raise UserError(f"{path}: {problems}") from error

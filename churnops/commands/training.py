@@ -14,14 +14,14 @@ from churnops.reporting.summary import format_console, format_markdown, training
 
 def run_training(config_path: Path, paths: StatePaths, *, data: str | None = None, schema: Path | None = None,
                  rows: int | None = None, seed: int | None = None, no_cache: bool = False,
-                 force_reason: str | None = None) -> dict[str, Any]:
+                 force_reason: str | None = None, target_stage: str | None = None) -> dict[str, Any]:
     """Run the training pipeline with overrides; return the flat summary.
 
     Raises ``churnops.data.validation.DataValidationError`` when the data fails validation.
     """
     try:
         config = with_overrides(load_config(config_path), data=data, schema=schema, rows=rows, seed=seed,
-                                no_cache=no_cache, force_reason=force_reason)
+                                no_cache=no_cache, force_reason=force_reason, target_stage=target_stage)
     except ConfigError as error:
         raise UserError(str(error)) from error
     resolved = write_resolved(config, "training", paths)
@@ -67,7 +67,8 @@ def _dashboard_hint(client: Any, run_id: Any) -> str:
 
 
 def exit_code(summary: dict[str, Any], fail_on_reject: bool = False) -> ExitCode:
-    """What a CI job sees (churnops.core.errors): 0 promoted or staged by the champion comparison,
+    """What a CI job sees (churnops.core.errors): 0 promoted, staged by the champion comparison or
+    staged as a live challenger,
     4 the absolute gate rejected the candidate, 5 not promoted for any other reason (held back
     by its input contract; staged, with ``fail_on_reject``)."""
     verdict = summary["verdict"]

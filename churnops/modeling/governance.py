@@ -36,9 +36,27 @@ ARTIFACT_HASHES_KEY = "artifact_sha256"
 CONTRACT_KEY = "input_contract"
 CONTRACT_DIGEST_KEY = "input_contract_sha256"
 OVERRIDES_KEY = "gate_overrides"
-EVALUATED_VERDICTS = frozenset({"promoted", "staged", "rejected", "held"})
+# When a version last became production (training promotion, rollback, promotion on live evidence).
+PRODUCTION_SINCE_KEY = "production_since"
+EVALUATED_VERDICTS = frozenset({"promoted", "staged", "rejected", "held", "challenger"})
 
 RULES = ("never_evaluated", "gate_failed", "artifact_integrity", "input_contract")
+
+
+def was_production(metadata: Mapping[str, Any], stage: str | None = None) -> bool:
+    """Whether a version served as production at some time and was not rolled back away from.
+
+    ZenML 0.98 keeps only a version's current stage (no history), so this reads our own metadata:
+    promoted by training, or ``production_since`` (rollback, promotion on live evidence). A recorded
+    Bento counts for versions packaged before that key existed, but not for a live challenger
+    (shadow or canary), which is packaged without ever being production.
+    """
+    if metadata.get("rollback_role") == "replaced":
+        return False
+    if stage == "production" or metadata.get(VERDICT_KEY) == "promoted" or metadata.get(PRODUCTION_SINCE_KEY):
+        return True
+    return (bool(metadata.get("bento_tag")) and metadata.get(VERDICT_KEY) != "challenger"
+            and metadata.get("rollout_role") != "challenger")
 
 
 # ------------------------------------------------------------------------------ input contract

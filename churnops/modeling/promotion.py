@@ -25,8 +25,11 @@ from churnops.modeling.fairness import FairnessRule, GroupReport, slice_gaps
 
 Stage = Literal["production", "staging", "none"]
 # held: it passed and won, but the gate kept it out of production (its input contract differs
-# from production's); rejected: it failed the absolute gate.
-Verdict = Literal["promoted", "staged", "rejected", "held"]
+# from production's); rejected: it failed the absolute gate; challenger: it passed and won offline,
+# and is staged to prove itself on live traffic first (shadow or canary, then promotion on evidence).
+Verdict = Literal["promoted", "staged", "rejected", "held", "challenger"]
+# Where a winning candidate goes: production at once, or staging as the challenger of a live rollout.
+TargetStage = Literal["production", "staging"]
 
 
 class FloorConfig(BaseModel):
@@ -110,6 +113,14 @@ def held_back(decision: PromotionDecision, violations: list[Any]) -> PromotionDe
         "reason": f"held back from production ({reasons}); production is unchanged. To promote it anyway: "
                   "python run.py --pipeline rollback --to "
                   f"{decision.model_version} --force --reason TEXT, or train with --force --reason TEXT"})
+
+
+def staged_as_challenger(decision: PromotionDecision) -> PromotionDecision:
+    """A winner kept in staging to prove itself on live traffic (``target_stage: staging``)."""
+    return decision.model_copy(update={
+        "stage": "staging", "verdict": "challenger",
+        "reason": f"{decision.reason}; staged as the challenger of a live rollout (target_stage: staging): "
+                  "production is unchanged until it wins on live traffic (promote_on_evidence)"})
 
 
 def gate_checks(candidate: Metrics, baseline_f1: float, gate: GateConfig) -> list[GateCheck]:

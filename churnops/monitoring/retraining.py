@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 import yaml
@@ -30,6 +31,11 @@ class RetrainingSettings(BaseModel):
     max_production_rows: int = Field(200_000, ge=1)
     reference_rows: int | None = Field(5_000, ge=0, description="cap on the old training rows mixed in (null: all)")
     seed: int = 0
+    # The closed loop: a retrained version that wins offline is staged and served beside production
+    # (shadow: scores every request off the response path; canary: answers canary_percent of customers)
+    # until promote_on_evidence decides on live traffic. off: a winner replaces production at once.
+    deploy_challenger: Literal["off", "shadow", "canary"] = "off"
+    canary_percent: float = Field(10.0, gt=0, lt=100, description="share of customers a canary challenger answers")
 
 
 class RetrainingData(BaseModel):

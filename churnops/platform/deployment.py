@@ -43,12 +43,14 @@ from churnops.data.schema import DatasetSchema
 from churnops.modeling.governance import (
     CONTRACT_KEY,
     OVERRIDES_KEY,
+    PRODUCTION_SINCE_KEY,
     Violation,
     describe_contract,
     input_contract,
     override_record,
     refusal_message,
     review_version,
+    was_production,
 )
 from churnops.platform import services
 from churnops.platform.ports import port_is_free
@@ -404,20 +406,25 @@ def find_bento_model(card: ModelCard) -> str | None:
     return None
 
 
-def build_bento(bento_model_tag: str, card: ModelCard) -> str:
-    """Build a Bento from bento/bentofile.yaml serving ``bento_model_tag``; returns its tag."""
+def build_bento(bento_model_tag: str, card: ModelCard, rollout: dict[str, Any] | None = None) -> str:
+    """Build a Bento from bento/bentofile.yaml serving ``bento_model_tag``; returns its tag.
+    ``rollout``: the challenger's Bento arguments (``challenger_tag``, ``rollout_mode``, ...)."""
     import bentoml
 
     from churnops.platform.bento_context import staged_build_context
 
+    labels = {"zenml_model": card.model_name, "zenml_version": card.model_version,
+              "bento_model": bento_model_tag.replace(":", "-")}
+    if rollout:
+        labels.update({"rollout_mode": str(rollout["rollout_mode"]),
+                       "challenger_model": str(rollout["challenger_tag"]).replace(":", "-")})
     # Only the bentofile's files as the context: BentoML would walk .venv and $CHURNOPS_HOME too.
     with staged_build_context(BENTOFILE, PROJECT_ROOT) as context:
         bento = bentoml.bentos.build_bentofile(
             str(BENTOFILE),
             build_ctx=str(context),
-            args={"model_tag": bento_model_tag},
-            labels={"zenml_model": card.model_name, "zenml_version": card.model_version,
-                    "bento_model": bento_model_tag.replace(":", "-")},
+            args={"model_tag": bento_model_tag, **(rollout or {})},
+            labels=labels,
             # The service module reads the model tag at import: re-import it for each build.
             reload=True,
         )
@@ -462,6 +469,12 @@ class DeploymentRecord(BaseModel):
     model_version: str
     started_at: str
     log_file: str | None = None
+    # A challenger served beside model_version (shadow or canary), else None.
+    challenger_version: str | None = None
+    rollout_mode: str | None = None
+    canary_percent: float | None = None
+    rollout_id: str | None = None
+    rollout_started_at: str | None = None
 
 
 def read_record(paths: StatePaths) -> DeploymentRecord | None:
@@ -502,7 +515,7 @@ def _url(host: str, port: int) -> str:
 
 def start_service(paths: StatePaths, bento_tag: str, model_version: str, host: str = "127.0.0.1",
                   port: int = 3000, timeout: float = READY_TIMEOUT,
-                  extra_env: dict[str, str] | None = None) -> DeploymentRecord:
+                  extra_env: dict[str, str] | None = None, rollout: dict[str, Any] | None = None) -> DeploymentRecord:
     """Start ``bentoml serve <bento_tag>`` in the background and wait until it is ready."""
     if running_deployment(paths) is not None:
         raise DeploymentError("a deployment is already running: stop it first (--stop)")
@@ -528,7 +541,7 @@ def start_service(paths: StatePaths, bento_tag: str, model_version: str, host: s
         raise DeploymentError(f"the service was not ready after {timeout:.0f} s; see {log_file}") from None
     record = DeploymentRecord(pid=service.pid, url=url, host=host, port=port, bento_tag=bento_tag,
                               model_version=model_version, log_file=str(log_file),
-                              started_at=datetime.now(UTC).isoformat(timespec="seconds"))
+                              started_at=datetime.now(UTC).isoformat(timespec="seconds"), **(rollout or {}))
     _write_record(paths, record)
     return record
 
@@ -577,9 +590,7 @@ def previous_production(
     for candidate in sorted(versions, key=lambda v: v.number, reverse=True):
         if candidate.number >= current.number:
             continue
-        metadata = candidate.run_metadata
-        was_production = metadata.get("verdict") == "promoted" or bool(metadata.get("bento_tag"))
-        if was_production and metadata.get("rollback_role") != "replaced":
+        if was_production(candidate.run_metadata):
             return candidate
     return None
 
@@ -622,7 +633,7 @@ def rollback(to: str | None = None, reason: str | None = None, model_name: str =
                                        "rollback_at": at, "rollback_role": "replaced"})
         log_version_metadata(target, {"rollback_reason": f"{why}: restored to production from version "
                                                          f"{current.number}",
-                                      "rollback_at": at, "rollback_role": "restored"})
+                                      "rollback_at": at, "rollback_role": "restored", PRODUCTION_SINCE_KEY: at})
         clearance.record()
     return RollbackResult(from_version=str(current.number), to_version=str(target.number), reason=why, at=at,
                           packaged=packaged, contract=describe_version_contract(target),
@@ -637,3 +648,78 @@ def switch_running_service(paths: StatePaths, packaged: Packaged) -> DeploymentR
     stop_service(paths)
     return start_service(paths, packaged.bento_tag, packaged.model_version, record.host, record.port)
 
+
+
+# ---------------------------------------------------------------------------- shadow and canary
+
+
+ROLLOUT_MODES = ("shadow", "canary")
+
+
+def current_rollout(paths: StatePaths) -> DeploymentRecord | None:
+    """The running local deployment if it serves a challenger beside production."""
+    record = running_deployment(paths)
+    return record if record is not None and record.challenger_version is not None else None
+
+
+def start_rollout(paths: StatePaths, challenger: ModelVersionResponse, mode: str, percent: float | None = None,
+                  *, force: bool = False, reason: str | None = None, host: str | None = None,
+                  port: int | None = None) -> DeploymentRecord:
+    """Serve ``challenger`` beside the production version: ``shadow`` (it scores every request off the
+    response path) or ``canary`` (it answers ``percent`` % of customers, chosen by pseudonymised id).
+
+    The challenger goes through the gate (:func:`authorize`, action ``shadow``/``canary``) against
+    production; both are packaged into one Bento, and the running local deployment is restarted on it
+    (same host and port), or one is started. The rollout is recorded on both versions.
+    """
+    if mode not in ROLLOUT_MODES:
+        raise DeploymentError(f"rollout mode must be one of {', '.join(ROLLOUT_MODES)}, not {mode!r}")
+    if mode == "canary" and not (percent is not None and 0 < percent < 100):
+        raise DeploymentError("a canary needs a share of customers: --canary PERCENT, above 0 and below 100")
+    production = get_version(MODEL_NAME, None)
+    if production.id == challenger.id:
+        raise DeploymentError(f"version {challenger.number} is the production version; a challenger must be "
+                              "another version (see `python run.py --models`)")
+    clearance = authorize(challenger, mode, force=force, reason=reason, replaces=production)
+    packaged_production = package_version(production)
+    challenger_card = model_card(challenger)
+    challenger_model = find_bento_model(challenger_card)
+    if challenger_model is None:
+        pipeline, schema = load_version_artifacts(challenger)
+        challenger_model = save_bento_model(pipeline, schema, challenger_card)
+    verify_bento_model(challenger_model)
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    rollout_id = f"r{datetime.now(UTC):%Y%m%dT%H%M%S}-v{challenger.number}"
+    arguments = {"challenger_tag": challenger_model, "rollout_mode": mode,
+                 "canary_percent": float(percent or 0.0), "rollout_id": rollout_id, "rollout_started_at": started}
+    bento_tag = build_bento(packaged_production.bento_model_tag, model_card(production), arguments)
+    running = running_deployment(paths)
+    if running is not None:
+        stop_service(paths)
+    record = start_service(paths, bento_tag, str(production.number),
+                           host or (running.host if running else "127.0.0.1"),
+                           port or (running.port if running else 3000),
+                           rollout={"challenger_version": str(challenger.number), "rollout_mode": mode,
+                                    "canary_percent": float(percent) if mode == "canary" else None,
+                                    "rollout_id": rollout_id, "rollout_started_at": started})
+    shared = {"rollout_id": rollout_id, "rollout_mode": mode, "rollout_started_at": started}
+    log_version_metadata(challenger, {**shared, "rollout_role": "challenger", "rollout_bento_tag": bento_tag,
+                                      "rollout_production_version": str(production.number),
+                                      **({"rollout_canary_percent": float(percent)} if mode == "canary" else {})})
+    log_version_metadata(production, {**shared, "rollout_role": "production",
+                                      "rollout_challenger_version": str(challenger.number)})
+    clearance.record()
+    return record
+
+
+def end_rollout(paths: StatePaths) -> DeploymentRecord | None:
+    """Serve the current production version alone again (after a promotion on evidence, the
+    challenger is production by then; after a rollback, production never changed)."""
+    record = running_deployment(paths)
+    if record is None:
+        return None
+    production = get_version(MODEL_NAME, None)
+    authorize(production, "deploy")
+    packaged = package_version(production)
+    stop_service(paths)
+    return start_service(paths, packaged.bento_tag, packaged.model_version, record.host, record.port)

@@ -69,10 +69,13 @@ def apply_data_override(config: dict[str, Any], data: str, schema: Path | None) 
 
 def with_overrides(config: dict[str, Any], *, data: str | None = None, schema: Path | None = None,
                    rows: int | None = None, seed: int | None = None, no_cache: bool = False,
-                   force_reason: str | None = None) -> dict[str, Any]:
+                   force_reason: str | None = None, target_stage: str | None = None) -> dict[str, Any]:
     """``force_reason``: ``--force --reason TEXT``, the promotion step may override the gate's
-    re-check (recorded on the version)."""
+    re-check (recorded on the version). ``target_stage``: where a winning candidate goes
+    (``staging``: the challenger of a live rollout; the closed loop sets it)."""
     resolved = copy.deepcopy(config)
+    if target_stage is not None:
+        step_parameters(resolved, "promote_model")["target_stage"] = target_stage
     if force_reason is not None:
         promotion = step_parameters(resolved, "promote_model")
         promotion["force"], promotion["force_reason"] = True, force_reason

@@ -188,7 +188,8 @@ def format_markdown(summary: dict[str, Any]) -> str:
 
     verdict = {"promoted": "✅ promoted to production", "staged": "🟡 staged (lost to production)",
                "rejected": "❌ rejected by the gate",
-               "held": "⏸️ held back (input contract differs from production)"}[summary["verdict"]]
+               "held": "⏸️ held back (input contract differs from production)",
+               "challenger": "🧪 staged as the challenger of a live rollout (won offline)"}[summary["verdict"]]
     rows = "\n".join(
         f"| {label} | {num(summary[key])} | {num(summary.get(f'baseline_{key}'))} | "
         f"{num(summary.get(f'previous_production_{key}'))} |"

@@ -188,6 +188,8 @@ class ModelInfo(BaseModel):
     bento_model: str
     inference_path: str
     inference_log: str | None
+    # A challenger served beside this model (shadow or canary): mode, versions, share, rollout id.
+    rollout: dict[str, Any] | None = None
 
 
 # ----------------------------------------------------------------------------------------- msgspec

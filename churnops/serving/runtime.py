@@ -100,6 +100,9 @@ class ServingRuntime:
                 stats_observer=log_stats_observer,
             )
         self._durable_log = self.log is not None and self.log.durable
+        # A challenger beside this model (churnops.serving.rollout), attached by the service.
+        self.rollout: Any = None
+        self._challenger_common: dict[str, Any] = {}
         # The fields every answer repeats.
         self._common = {"threshold": self.threshold, "model_name": self.card.model_name,
                         "model_version": self.card.model_version}
@@ -123,11 +126,15 @@ class ServingRuntime:
         base = _request_id(header_request_id)
         ids = _row_ids(batch.request_ids, base, many)
         reasons = self._reasons(batch, explain) if explain else None  # before scoring: nothing logged on failure
-        probabilities, labels, group = self._score(batch, ids)
+        probabilities, labels, group, answered_by = self._score(batch, ids)
         results = [
             {"request_id": rid, "churn_probability": p, "label": label, **self._common}
             for rid, p, label in zip(ids, probabilities.tolist(), labels.tolist(), strict=True)
         ]
+        if answered_by is not None:  # a canary answered some: its version and threshold on those rows
+            for result, version in zip(results, answered_by, strict=True):
+                if version != self.card.model_version:
+                    result.update(self._challenger_common)
         if reasons is not None:
             method = self._explainer.method
             for i, result in enumerate(results):
@@ -149,10 +156,12 @@ class ServingRuntime:
                                  "msg": "send application/json (an array of records), text/csv or "
                                         "application/vnd.apache.arrow.stream (an Arrow IPC stream)"}])
         base = _request_id(header_request_id)
-        probabilities, labels, group = self._score(batch, None, base)
+        probabilities, labels, group, answered_by = self._score(batch, None, base)
         # Row i's request id is its record's own, else "<request_id>-<i>": derived, not sent back.
         payload = {"request_id": base, **self._common, "rows": len(batch),
                    "churn_probability": probabilities.tolist(), "label": labels.tolist()}
+        if answered_by is not None:  # a canary answered some rows: which version answered each
+            payload["answered_by"] = answered_by
         return Answer(_ENCODER.encode(payload), base, probabilities, labels, group)
 
     def model_info(self) -> ModelInfo:
@@ -167,7 +176,16 @@ class ServingRuntime:
             raise RequestError(503, "the inference log is unavailable; the prediction was not recorded",
                                [{"loc": ["server"], "type": "log_unavailable", "msg": str(error)}]) from None
 
+    def attach_rollout(self, rollout: Any, challenger_threshold: float) -> None:
+        """Serve ``rollout`` (a :class:`churnops.serving.rollout.Rollout`) from now on."""
+        self.rollout = rollout
+        self._challenger_common = {"threshold": challenger_threshold,
+                                   "model_version": rollout.plan.challenger_version}
+        self._info = self._info.model_copy(update={"rollout": rollout.describe()})
+
     def close(self) -> None:
+        if self.rollout is not None:
+            self.rollout.close()
         if self.log is not None:
             self.log.close()
 
@@ -189,14 +207,26 @@ class ServingRuntime:
         return self._explainer.top_reasons(columns, k)
 
     def _score(self, batch: FeatureBatch, ids: list[str] | None, base: str | None = None,
-               ) -> tuple[np.ndarray, np.ndarray, int | None]:
-        """Probabilities, labels, and the durable log's commit group to await (else None)."""
+               ) -> tuple[np.ndarray, np.ndarray, int | None, list[str] | None]:
+        """Probabilities, labels, the durable log's commit group to await (else None), and per row
+        the version that answered when a rollout's challenger answered some (else None)."""
+        if self.rollout is not None:
+            row_ids = ids if ids is not None else [own or f"{base}-{i}" for i, own in enumerate(batch.request_ids)]
+            return self.rollout.score(batch, row_ids, self._log_served)
         probabilities = self.scorer(batch)
         labels = (probabilities >= self.threshold).astype(np.int64)
         if self.log is not None:
             group = self.log.append(batch, ids, probabilities, labels, time.time_ns(), base_id=base)
-            return probabilities, labels, group if self._durable_log else None
-        return probabilities, labels, None
+            return probabilities, labels, group if self._durable_log else None, None
+        return probabilities, labels, None, None
+
+    def _log_served(self, batch: FeatureBatch, ids: list[str], probabilities: np.ndarray,
+                    labels: np.ndarray) -> int | None:
+        """Production's answers during a rollout, logged as without one."""
+        if self.log is None:
+            return None
+        group = self.log.append(batch, ids, probabilities, labels, time.time_ns())
+        return group if self._durable_log else None
 
     def _parse_csv(self, body: bytes) -> FeatureBatch:
         """CSV with a header row: the same fields as a JSON record; empty cells are null."""

@@ -1,4 +1,5 @@
 from steps.monitoring.build_evidently_reports import build_evidently_reports
+from steps.monitoring.compare_live_versions import compare_live_versions
 from steps.monitoring.decide_action import decide_action
 from steps.monitoring.detect_feature_drift import detect_feature_drift
 from steps.monitoring.detect_output_drift import detect_output_drift
@@ -12,6 +13,7 @@ from steps.monitoring.send_alert import send_alert
 
 __all__ = [
     "build_evidently_reports",
+    "compare_live_versions",
     "decide_action",
     "detect_feature_drift",
     "detect_output_drift",

@@ -1,3 +1,4 @@
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import mlflow
@@ -16,10 +17,21 @@ from churnops.modeling.governance import (
     CONTRACT_DIGEST_KEY,
     CONTRACT_KEY,
     FAILED_RULES_KEY,
+    PRODUCTION_SINCE_KEY,
     contract_digest,
     input_contract,
 )
-from churnops.modeling.promotion import Champion, FloorConfig, GateConfig, PromotionDecision, decide, held_back
+from churnops.modeling.governance import was_production as served_as_production
+from churnops.modeling.promotion import (
+    Champion,
+    FloorConfig,
+    GateConfig,
+    PromotionDecision,
+    TargetStage,
+    decide,
+    held_back,
+    staged_as_challenger,
+)
 from churnops.platform.deployment import (
     GateRefused,
     artifact_hashes,
@@ -54,16 +66,9 @@ def _rescore(
 
 
 def was_production(version: ModelVersionResponse) -> bool:
-    """Whether a version served as production at some time, and was not rolled back away from.
-
-    ZenML 0.98 keeps only a version's current stage (one ``stage`` column, overwritten; no history),
-    so this reads our own run metadata: the same rule rollback uses to find the previous production
-    version (``churnops.platform.deployment.previous_production``).
-    """
-    metadata = version.run_metadata
-    stage = getattr(version.stage, "value", version.stage)
-    served = stage == "production" or metadata.get("verdict") == "promoted" or bool(metadata.get("bento_tag"))
-    return served and metadata.get("rollback_role") != "replaced"
+    """Whether a version served as production and was not rolled back away from: the rule rollback
+    uses too (``churnops.modeling.governance.was_production``)."""
+    return served_as_production(version.run_metadata, getattr(version.stage, "value", version.stage))
 
 
 def floor_versions(model_name: str, floor: FloorConfig, candidate_number: int) -> list[ModelVersionResponse]:
@@ -131,6 +136,7 @@ def promote_model(
     gate: dict[str, Any],
     force: bool = False,
     force_reason: str | None = None,
+    target_stage: TargetStage = "production",
 ) -> Annotated[PromotionDecision, "promotion_decision"]:
     """Apply the gate and the champion/challenger rule; set the stage of this model version.
 
@@ -142,7 +148,8 @@ def promote_model(
     the old production version is archived. Passing but worse: staging. Failing the gate: no
     stage. The verdict, failed rules, intervals, artifact hashes and input contract are recorded
     on the model version (the intervals also in MLflow); the whole decision runs under the
-    model's promotion lock.
+    model's promotion lock. ``target_stage: staging`` (the closed loop) keeps a winner in staging as
+    the challenger of a live rollout while there is a production version to prove itself against.
     """
     model = get_step_context().model
     contract = input_contract(dataset_schema)
@@ -166,6 +173,8 @@ def promote_model(
         decision = decide(model.name, str(model.number), evaluation_report.metrics,
                           evaluation_report.best_baseline_f1, gate_config, champion, floor,
                           evaluation_report.groups)
+        if target_stage == "staging" and decision.promoted and is_other:
+            decision = staged_as_challenger(decision)
         figures = _comparison_figures(compared)
         if figures:
             mlflow.log_metrics(figures)
@@ -202,6 +211,8 @@ def promote_model(
                                                                     "reason": decision.reason})
         if decision.stage == "production":
             model.set_stage(ModelStages.PRODUCTION, force=True)
+            log_metadata(model_version_id=version.id,
+                         metadata={PRODUCTION_SINCE_KEY: datetime.now(UTC).isoformat(timespec="seconds")})
         elif decision.stage == "staging":
             model.set_stage(ModelStages.STAGING, force=True)
         if clearance is not None and clearance.record() is not None:
