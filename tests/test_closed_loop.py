@@ -63,13 +63,15 @@ def test_drift_retrain_shadow_promote_then_a_worse_canary_is_rolled_back(trained
         output = result.stdout + result.stderr
         assert result.returncode == 0, output[-5000:]
         # Each stage is printed, in order.
+        assert all(f"=== [{n}/5]" in result.stdout for n in range(1, 6)), result.stdout[-6000:]
         positions = [result.stdout.index(f"=== [{n}/5]") for n in range(1, 6)]
         assert positions == sorted(positions), result.stdout[-5000:]
         loop = json.loads(loop_json.read_text())
         assert loop["production_version"] == "1"
         assert loop["monitoring"]["action"] == "retrain"
-        # The retrained version won offline, so it was staged as the challenger and served in shadow.
-        assert (loop["retrained_version"], loop["retrained_verdict"]) == ("2", "challenger"), loop
+        # The retrained version passed the gate, so it is staged (as the challenger if it also won offline, where
+        # the test set is still mostly the old world's) and served in shadow: live traffic decides.
+        assert loop["retrained_version"] == "2" and loop["retrained_verdict"] in {"challenger", "staged"}, loop
         assert loop["challenger_version"] == "2"
         assert "deployed in shadow beside production v1" in result.stdout
         # Both versions scored every evidence request; the rule decided on the paired live comparison.

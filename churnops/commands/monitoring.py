@@ -180,7 +180,8 @@ def retrain(model_version: Any, params: dict[str, Any], settings: RetrainingSett
     outcome.update({"retrained_version": summary["model_version"], "retrained_verdict": summary["verdict"],
                     "retrained_stage": summary["stage"], "retrained_f1": summary["f1"],
                     "retraining_run": summary["run_name"]})
-    if summary["verdict"] == "challenger":
+    # Passed the gate (won offline, or lost on a test set still mostly of the old world): live traffic decides.
+    if settings.deploy_challenger != "off" and summary["verdict"] in ("challenger", "staged"):
         outcome.update(deploy_challenger(str(summary["model_version"]), settings, paths))
     return outcome
 

@@ -50,6 +50,8 @@ class RolloutRules(BaseModel):
     max_error_rate: float = Field(0.01, ge=0, le=1)
     max_p99_latency_ms: float = Field(50.0, gt=0)
     max_latency_ratio: float = Field(3.0, ge=1, description="challenger p99 / production p99")
+    # The ratio rule only applies above this p99: below it, a timer's noise (one pause) is the whole ratio.
+    latency_floor_ms: float = Field(5.0, ge=0)
     comparison: BootstrapConfig = Field(default_factory=lambda: BootstrapConfig(resamples=1000, seed=0))
 
 
@@ -210,8 +212,8 @@ def decide_rollout(comparison: LiveComparison, rules: RolloutRules) -> RolloutDe
         if challenger.p99_latency_ms > rules.max_p99_latency_ms:
             breaches.append(f"challenger p99 scoring latency {challenger.p99_latency_ms:g} ms > "
                             f"{rules.max_p99_latency_ms:g} ms")
-        elif production.p99_latency_ms and challenger.p99_latency_ms > rules.max_latency_ratio * max(
-                production.p99_latency_ms, 0.1):
+        elif (production.p99_latency_ms and challenger.p99_latency_ms >= rules.latency_floor_ms
+              and challenger.p99_latency_ms > rules.max_latency_ratio * production.p99_latency_ms):
             breaches.append(f"challenger p99 scoring latency {challenger.p99_latency_ms:g} ms > "
                             f"{rules.max_latency_ratio:g} x production's {production.p99_latency_ms:g} ms")
     difference = comparison.differences.get(rules.metric)

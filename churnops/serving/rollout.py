@@ -24,12 +24,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field
 
+from churnops.core.settings import StatePaths
+from churnops.serving.compiled import compile_pipeline
+from churnops.serving.config import ServingConfig
 from churnops.serving.contract import FeatureBatch
 from churnops.serving.inference_log import InferenceLogWriter
+from churnops.serving.packaging import read_model_files
+from churnops.serving.pseudonym import load_salt
 from churnops.serving.rollout_stats import RolloutStatsRecorder
 
 logger = logging.getLogger(__name__)
@@ -57,8 +63,8 @@ class RolloutPlan(BaseModel):
 def route_to_challenger(customer_ids: list[str | None] | None, percent: float, salt: bytes) -> np.ndarray:
     """True for the rows the canary answers: bucket(HMAC-SHA256(salt, id)) < percent of the buckets.
 
-    Keyed like the log's pseudonyms, so a customer always lands in the same bucket (across requests,
-    workers and restarts with the same salt) and the id itself is never needed again.
+    Keyed with the salt of the log's pseudonyms, so a customer always lands in the same bucket (across
+    requests, workers and restarts) and nobody without the salt can tell which customers are in it.
     """
     if not customer_ids:
         return np.zeros(0 if customer_ids is None else len(customer_ids), dtype=bool)
@@ -300,6 +306,48 @@ class Rollout:
             for writer in (scorer.shadow_log, scorer.served_log):
                 if writer is not None:
                     writer.close()
+
+
+def attach_challenger(runtime: Any, challenger_folder: Path, config: ServingConfig, paths: StatePaths, *,
+                      mode: str, rollout_id: str, started_at: str, canary_percent: float = 0.0) -> Rollout:
+    """Serve the model in ``challenger_folder`` beside ``runtime``'s (a ServingRuntime) from now on."""
+    if runtime.log_directory is None:
+        raise RuntimeError("a rollout needs the inference log (inference_log.enabled in configs/serving.yaml): "
+                           "the challenger is judged on what both versions logged")
+    challenger = read_model_files(challenger_folder)
+    if challenger.schema.feature_names != runtime.schema.feature_names:
+        raise RuntimeError(f"challenger version {challenger.card.model_version} expects other features than "
+                           f"production version {runtime.card.model_version}")
+    plan = RolloutPlan(mode=mode, rollout_id=rollout_id, started_at=started_at, canary_percent=canary_percent,
+                       production_version=runtime.card.model_version,
+                       challenger_version=challenger.card.model_version)
+    pseudonym = config.pseudonymisation
+    salt = load_salt(paths, pseudonym.salt_env, pseudonym.salt_file)
+    options = config.inference_log
+    canary = mode == "canary"
+
+    def writer(directory: Path, version: str) -> InferenceLogWriter:
+        return InferenceLogWriter(directory, runtime.schema, runtime.card.model_name, version,
+                                  salt if runtime.schema.id_column else None, flush_rows=options.flush_rows,
+                                  flush_seconds=options.flush_seconds, max_pending_rows=options.max_pending_rows)
+
+    shadow_dir = shadow_log_dir(runtime.log_directory)
+    production = VersionScorer(plan.production_version, runtime.scorer, runtime.threshold,
+                               shadow_log=writer(shadow_dir, plan.production_version) if canary else None,
+                               served_log=None)
+    challenger_side = VersionScorer(
+        plan.challenger_version, compile_pipeline(challenger.pipeline, challenger.schema),
+        float(challenger.card.threshold), shadow_log=writer(shadow_dir, plan.challenger_version),
+        served_log=writer(runtime.log_directory, plan.challenger_version) if canary else None)
+    stats = RolloutStatsRecorder(stats_dir(runtime.log_directory), rollout_id, mode,
+                                 canary_percent if canary else None, started_at,
+                                 {plan.production_version: "production", plan.challenger_version: "challenger"})
+    rollout = Rollout(plan, production, challenger_side, salt, stats)
+    runtime.attach_rollout(rollout, float(challenger.card.threshold))
+    logger.info("rollout %s: %s of version %s beside production version %s%s", rollout_id, mode,
+                plan.challenger_version, plan.production_version,
+                f" ({canary_percent:g} % of customers)" if canary else "")
+    return rollout
 
 
 def shadow_log_dir(log_dir: Path) -> Path:
