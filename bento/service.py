@@ -37,7 +37,6 @@ from bento.limits import BodySizeLimit
 from bento.request_body import documented_output, raw_body_spec
 from churnops.core.settings import state_paths
 from churnops.serving.api_keys import configured_api_keys
-from churnops.serving.compiled import compile_pipeline
 from churnops.serving.config import load_serving_config
 from churnops.serving.contract import (
     MAX_ID_LENGTH,
@@ -47,9 +46,9 @@ from churnops.serving.contract import (
     RequestContract,
     RequestError,
 )
-from churnops.serving.inference_log import InferenceLogWriter
 from churnops.serving.log_metrics import InferenceLogMetrics
 from churnops.serving.packaging import FILES_SHA256_KEY, read_schema, verify_model_files
+from churnops.serving.rollout import attach_challenger
 from churnops.serving.runtime import REQUEST_ID_HEADER, Answer, ServingRuntime, explain_option
 
 logger = logging.getLogger("bentoml.service.churn")
@@ -142,8 +141,10 @@ class ChurnService:
         log_metrics = InferenceLogMetrics() if CONFIG.inference_log.enabled else None
         self.runtime = ServingRuntime(Path(stored.path), str(stored.tag), CONFIG, state_paths(), _contract,
                                       log_stats_observer=log_metrics.observe if log_metrics else None)
-        if CHALLENGER is not None:
-            self.runtime.attach_rollout(*start_rollout(self.runtime, Path(CHALLENGER.stored.path)))
+        if CHALLENGER is not None:  # a challenger beside the model (churnops/serving/rollout.py)
+            attach_challenger(self.runtime, Path(CHALLENGER.stored.path), CONFIG, state_paths(),
+                              mode=ARGUMENTS.rollout_mode or "shadow", rollout_id=ARGUMENTS.rollout_id or "unnamed",
+                              started_at=ARGUMENTS.rollout_started_at or "", canary_percent=ARGUMENTS.canary_percent)
         self.metrics = PredictionMetrics.shared()
         LEAN_ROUTES.bind({"/predict": self._lean_predict, "/predict_batch": self._lean_predict_batch})
         # Everything loaded so far lives as long as the worker: keep it out of the cyclic GC's
@@ -230,58 +231,6 @@ if os.environ.get("CHURNOPS_LEAN_ROUTES", "on").lower() != "off":
         metric_labels=lambda: {"service_name": bentoml.server_context.bento_name,
                                "service_version": bentoml.server_context.bento_version,
                                "runner_name": bentoml.server_context.service_name})
-
-
-def start_rollout(runtime: ServingRuntime, challenger_folder: Path) -> tuple[t.Any, float]:
-    """The challenger beside ``runtime``'s model (churnops.serving.rollout), and its threshold."""
-    from churnops.serving.packaging import read_model_files
-    from churnops.serving.pseudonym import load_salt
-    from churnops.serving.rollout import (
-        Rollout,
-        RolloutPlan,
-        VersionScorer,
-        shadow_log_dir,
-        stats_dir,
-    )
-    from churnops.serving.rollout_stats import RolloutStatsRecorder
-
-    if runtime.log_directory is None:
-        raise RuntimeError("a rollout needs the inference log (inference_log.enabled in configs/serving.yaml): "
-                           "the challenger is judged on what it logged")
-    challenger = read_model_files(challenger_folder)
-    challenger_scorer = compile_pipeline(challenger.pipeline, challenger.schema)
-    if challenger.schema.feature_names != runtime.schema.feature_names:
-        raise RuntimeError(f"challenger version {challenger.card.model_version} expects other features than "
-                           f"production version {runtime.card.model_version}")
-    plan = RolloutPlan(mode=ARGUMENTS.rollout_mode or "shadow", rollout_id=ARGUMENTS.rollout_id or "unnamed",
-                       started_at=ARGUMENTS.rollout_started_at or "", canary_percent=ARGUMENTS.canary_percent,
-                       production_version=runtime.card.model_version,
-                       challenger_version=challenger.card.model_version)
-    pseudonym = CONFIG.pseudonymisation
-    salt = load_salt(state_paths(), pseudonym.salt_env, pseudonym.salt_file)
-    options = CONFIG.inference_log
-    shadow_dir = shadow_log_dir(runtime.log_directory)
-
-    def writer(directory: Path, version: str) -> InferenceLogWriter:
-        return InferenceLogWriter(directory, runtime.schema, runtime.card.model_name, version,
-                                  salt if runtime.schema.id_column else None, flush_rows=options.flush_rows,
-                                  flush_seconds=options.flush_seconds, max_pending_rows=options.max_pending_rows)
-
-    canary = plan.mode == "canary"
-    production = VersionScorer(plan.production_version, runtime.scorer, runtime.threshold,
-                               shadow_log=writer(shadow_dir, plan.production_version) if canary else None,
-                               served_log=None)
-    challenger_side = VersionScorer(
-        plan.challenger_version, challenger_scorer, float(challenger.card.threshold),
-        shadow_log=writer(shadow_dir, plan.challenger_version),
-        served_log=writer(runtime.log_directory, plan.challenger_version) if plan.mode == "canary" else None)
-    stats = RolloutStatsRecorder(stats_dir(runtime.log_directory), plan.rollout_id, plan.mode,
-                                 plan.canary_percent if plan.mode == "canary" else None, plan.started_at,
-                                 {plan.production_version: "production", plan.challenger_version: "challenger"})
-    logger.info("rollout %s: %s of version %s beside production version %s%s", plan.rollout_id, plan.mode,
-                plan.challenger_version, plan.production_version,
-                f" ({plan.canary_percent:g} % of customers)" if plan.mode == "canary" else "")
-    return Rollout(plan, production, challenger_side, salt, stats), float(challenger.card.threshold)
 
 
 class PredictionMetrics:

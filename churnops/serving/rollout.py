@@ -247,8 +247,9 @@ class Rollout:
         that answered (None: production answered every row). ``served_log(batch, ids, p, labels)`` logs
         production's answers as the runtime always does."""
         now = time.time_ns()
-        routed = route_to_challenger(batch.customer_ids, self.plan.canary_percent, self.salt) if self.canary \
-            else np.zeros(len(batch), dtype=bool)
+        if not self.canary:  # shadow: production answers every row (no routing array: 7 us a request)
+            return (*self._answer(self.production, batch, request_ids, served_log, now), None)
+        routed = route_to_challenger(batch.customer_ids, self.plan.canary_percent, self.salt)
         if not routed.any():
             return (*self._answer(self.production, batch, request_ids, served_log, now), None)
         if routed.all():
