@@ -222,8 +222,9 @@ def comparison(difference: Interval | None, pairs: int, errors: int = 0, p99: fl
 @pytest.mark.parametrize(("case", "action", "words"), [
     (comparison(interval(0.03, 0.02), 800), "promote", "lower bound +0.0100 >= -0.01"),
     (comparison(interval(-0.002, 0.006), 800), "promote", "lower bound -0.0080 >= -0.01"),  # equal, within tolerance
-    (comparison(interval(-0.12, 0.03), 800), "rollback", "upper bound -0.0900 < -0.05"),
+    (comparison(interval(-0.12, 0.03), 800), "rollback", "upper bound -0.0900 < -0.01"),
     (comparison(interval(-0.01, 0.05), 800), "wait", "not yet decided"),
+    (comparison(interval(-0.06, 0.012), 800), "rollback", "upper bound -0.0480 < -0.01"),  # proven worse
     (comparison(interval(0.05, 0.01), 150), "wait", "200 needed"),  # too few labels, however good
     (comparison(None, 0), "wait", "0 labelled requests"),
     (comparison(interval(0.05, 0.01), 800, errors=25), "rollback", "error rate 2.50% > 1.00%"),

@@ -46,7 +46,9 @@ class RolloutRules(BaseModel):
     metric: Literal["f1", "roc_auc"] = "f1"
     min_labelled: int = Field(200, ge=10, description="labelled requests scored by both versions before deciding")
     tolerance: float = Field(0.01, ge=0, le=1, description="promote when the lower bound >= -tolerance")
-    max_loss: float = Field(0.05, ge=0, le=1, description="roll back when the upper bound < -max_loss")
+    # Roll back when the upper bound < -max_loss. The default is the tolerance: a challenger proven worse by
+    # more than the tolerance can never meet the promotion rule, and every canary request it answers is worse.
+    max_loss: float = Field(0.01, ge=0, le=1, description="roll back when the upper bound < -max_loss")
     max_error_rate: float = Field(0.01, ge=0, le=1)
     max_p99_latency_ms: float = Field(50.0, gt=0)
     max_latency_ratio: float = Field(3.0, ge=1, description="challenger p99 / production p99")
