@@ -16,7 +16,7 @@ from steps.monitoring import (
     score_live_performance,
     send_alert,
 )
-from steps.promotion import promote_on_evidence
+from steps.promotion.promote_on_evidence import promote_on_evidence
 
 
 @pipeline(name="churn_monitoring")

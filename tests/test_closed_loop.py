@@ -100,7 +100,7 @@ def test_drift_retrain_shadow_promote_then_a_worse_canary_is_rolled_back(trained
         assert set(answered) == {"1", "2"} and 0.4 < answered["1"] / REQUESTS < 0.6, answered
         judged_json = tmp_path / "canary.json"
         time.sleep(5)  # the service writes its log every 2 s
-        code = run_cli(paths, "--pipeline", "monitoring", "--window-hours", "0.05", "--config", str(monitoring_path),
+        code = run_cli(paths, "--pipeline", "monitoring", "--last", str(REQUESTS), "--config", str(monitoring_path),
                        "--summary-json", str(judged_json))
         assert code.returncode == 0, code.stdout[-4000:] + code.stderr[-3000:]
         judged = json.loads(judged_json.read_text())

@@ -44,11 +44,6 @@ class LoopSettings(BaseModel):
     log_wait_seconds: float = Field(60.0, gt=0, description="how long to wait for the service's log to be written")
 
 
-def hours_since(started: float) -> float:
-    """A monitoring window holding exactly the traffic sent since ``started`` (plus a few seconds)."""
-    return (time.time() - started + 5.0) / 3600
-
-
 def stage(number: int, title: str) -> None:
     print(f"\n=== [{number}/5] {title}", flush=True)
 
@@ -148,12 +143,13 @@ def run_loop(paths: StatePaths, requests: int, drift: str, simulator: SimulatorS
     loop["production_version"] = record.model_version
 
     stage(2, f"Traffic: {requests:,} customers, drift {drift}, with their outcomes")
-    started = time.time()
     loop["traffic"] = send(paths, requests, drift, simulator, record.url, log_dir, settings)
 
     stage(3, "Monitor: drift and live performance -> retrain -> gate -> challenger beside production")
     watched = monitoring_config_for(settings, paths, retrain=True, name="retrain")
-    first = run_monitoring(watched, paths, window_hours=hours_since(started))
+    # The last N predictions: the answers' log holds one row per request (shadow scores live apart), and a
+    # time window would start when the command did, not when the pipeline's step reads the log.
+    first = run_monitoring(watched, paths, last=requests)
     loop["monitoring"] = _monitoring_figures(first)
     challenger = first.get("challenger_version") if first.get("challenger_deployed") else None
     loop["retrained_version"], loop["retrained_verdict"] = first.get("retrained_version"), first.get(
@@ -169,12 +165,11 @@ def run_loop(paths: StatePaths, requests: int, drift: str, simulator: SimulatorS
     loop["challenger_version"] = challenger
 
     stage(4, f"Evidence: {requests:,} more customers, scored by production and challenger v{challenger}")
-    started = time.time()
     loop["evidence_traffic"] = send(paths, requests, drift, simulator, record.url, log_dir, settings)
 
     stage(5, "Decide on live evidence (promote_on_evidence)")
     judged = monitoring_config_for(settings, paths, retrain=False, name="evidence")
-    second = run_monitoring(judged, paths, window_hours=hours_since(started))
+    second = run_monitoring(judged, paths, last=requests)
     loop["evidence_monitoring"] = _monitoring_figures(second)
     action = second.get("rollout_action") or "none"
     loop["outcome"] = {"promote": "promoted", "rollback": "rolled_back"}.get(action, action)
