@@ -30,11 +30,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from churnops.modeling.comparison import BootstrapConfig, Interval, Scored, metric_intervals, paired_differences
 from churnops.monitoring.feedback import OutcomeIndex
 from churnops.monitoring.inference_log import list_partitions, read_log_file
-from churnops.serving.log_format import join_row_ids
 from churnops.serving.rollout import shadow_log_dir, stats_dir
 from churnops.serving.rollout_stats import read_rollout_stats
 
-PAIR_COLUMNS = ["request_id", "request_row", "timestamp", "model_version", "customer_key", "probability"]
+PAIR_COLUMNS = ["request_id", "timestamp", "model_version", "customer_key", "probability"]
 RolloutAction = Literal["promote", "rollback", "wait", "none"]
 
 
@@ -117,11 +116,10 @@ def _scored_rows(folder: Path, since: pd.Timestamp, versions: set[str]) -> pd.Da
         if pd.Timestamp(day, tz="UTC") + pd.Timedelta(days=1) <= since:
             continue
         for path in files:
-            try:
-                table = read_log_file(path)
-            except (OSError, pa.ArrowException):
+            try:  # only these columns decompressed; a batch row's id comes back as "<request id>-<row>"
+                table = read_log_file(path, PAIR_COLUMNS)
+            except (OSError, KeyError, pa.ArrowException):
                 continue
-            table = join_row_ids(table.select([c for c in PAIR_COLUMNS if c in table.column_names]))
             keep = pc.and_(pc.greater_equal(table.column("timestamp"),
                                             pa.scalar(since.value, pa.timestamp("ns", tz="UTC"))),
                            pc.is_in(table.column("model_version").cast(pa.string()),
@@ -132,8 +130,7 @@ def _scored_rows(folder: Path, since: pd.Timestamp, versions: set[str]) -> pd.Da
                 frame["model_version"] = frame["model_version"].astype(str)
                 frame["request_id"] = frame["request_id"].astype(str)
                 parts.append(frame)
-    columns = [c for c in PAIR_COLUMNS if c != "request_row"]
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=PAIR_COLUMNS)
 
 
 def paired_outcomes(log_dir: Path, feedback: pd.DataFrame, rollout: Rollout) -> tuple[pd.DataFrame, dict[str, int]]:

@@ -431,6 +431,18 @@ def build_bento(bento_model_tag: str, card: ModelCard, rollout: dict[str, Any] |
     return str(bento.tag)
 
 
+def stored_bento_model(version: ModelVersionResponse, card: ModelCard, pipeline: Pipeline | None = None,
+                       schema: DatasetSchema | None = None) -> tuple[str, dict[str, str]]:
+    """The version's BentoML model (reused when one with this card exists, else saved) and its
+    verified file hashes: a reused model is verified too, so a file changed in the store is refused."""
+    bento_model_tag = find_bento_model(card)
+    if bento_model_tag is None:
+        if pipeline is None or schema is None:
+            pipeline, schema = load_version_artifacts(version)
+        bento_model_tag = save_bento_model(pipeline, schema, card)
+    return bento_model_tag, verify_bento_model(bento_model_tag)
+
+
 def package_version(version: ModelVersionResponse, pipeline: Pipeline | None = None,
                     schema: DatasetSchema | None = None, stage: str | None = None) -> Packaged:
     """Package a model version as a BentoML model and a Bento, and record ``bento_tag`` on it.
@@ -441,13 +453,7 @@ def package_version(version: ModelVersionResponse, pipeline: Pipeline | None = N
     card = model_card(version)
     if stage is not None:
         card = card.model_copy(update={"stage": stage})
-    bento_model_tag = find_bento_model(card)
-    if bento_model_tag is None:
-        if pipeline is None or schema is None:
-            pipeline, schema = load_version_artifacts(version)
-        bento_model_tag = save_bento_model(pipeline, schema, card)
-    # A reused model is verified too: a file changed in the store is refused, not served.
-    served_files = verify_bento_model(bento_model_tag)
+    bento_model_tag, served_files = stored_bento_model(version, card, pipeline, schema)
     bento_tag = build_bento(bento_model_tag, card)
     log_version_metadata(version, {"bento_tag": bento_tag, "bento_model_tag": bento_model_tag,
                                    "served_files_sha256": served_files,
@@ -682,12 +688,8 @@ def start_rollout(paths: StatePaths, challenger: ModelVersionResponse, mode: str
                               "another version (see `python run.py --models`)")
     clearance = authorize(challenger, mode, force=force, reason=reason, replaces=production)
     packaged_production = package_version(production)
-    challenger_card = model_card(challenger)
-    challenger_model = find_bento_model(challenger_card)
-    if challenger_model is None:
-        pipeline, schema = load_version_artifacts(challenger)
-        challenger_model = save_bento_model(pipeline, schema, challenger_card)
-    verify_bento_model(challenger_model)
+    # The challenger's model only: no Bento of its own, so it never looks like a production version.
+    challenger_model, _ = stored_bento_model(challenger, model_card(challenger))
     started = datetime.now(UTC).isoformat(timespec="seconds")
     rollout_id = f"r{datetime.now(UTC):%Y%m%dT%H%M%S}-v{challenger.number}"
     arguments = {"challenger_tag": challenger_model, "rollout_mode": mode,
@@ -715,11 +717,8 @@ def start_rollout(paths: StatePaths, challenger: ModelVersionResponse, mode: str
 def end_rollout(paths: StatePaths) -> DeploymentRecord | None:
     """Serve the current production version alone again (after a promotion on evidence, the
     challenger is production by then; after a rollback, production never changed)."""
-    record = running_deployment(paths)
-    if record is None:
+    if running_deployment(paths) is None:
         return None
     production = get_version(MODEL_NAME, None)
     authorize(production, "deploy")
-    packaged = package_version(production)
-    stop_service(paths)
-    return start_service(paths, packaged.bento_tag, packaged.model_version, record.host, record.port)
+    return switch_running_service(paths, package_version(production))

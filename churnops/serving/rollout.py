@@ -127,6 +127,7 @@ class ShadowQueue:
         self._rows = 0
         self._oldest: float | None = None
         self._closing = False
+        self._busy = False  # the thread is scoring a batch it took off the queue
         self._condition = threading.Condition()
         self.scored_rows = 0
         self.dropped_rows = 0
@@ -165,8 +166,6 @@ class ShadowQueue:
             self._condition.notify()
         self._thread.join(10)
         self.stats.write()
-
-    _busy = False
 
     def _due(self) -> bool:
         if not self._queue:
